@@ -1,0 +1,3 @@
+from pgsyslog.cli import main
+
+main()

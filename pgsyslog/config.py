@@ -1,0 +1,306 @@
+"""Configuration: one typed object, built once from TOML, environment and flags.
+
+Precedence is defaults < TOML file (``--config``) < ``PGSYSLOG_*`` environment < flags.
+Every value is checked here, before any socket opens; a bad value raises
+:class:`ConfigError` naming the key. Nothing else in pgsyslog reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import platformdirs
+
+ENV_PREFIX = "PGSYSLOG_"
+KIB = 1024
+MIB = 1024 * KIB
+
+
+class ConfigError(Exception):
+    """A configuration value is wrong; the message names the key."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceZone:
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network
+    zone: ZoneInfo
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("pgsyslog"))
+
+
+def machine_zone_name() -> str:
+    """The IANA name of this machine's zone, or UTC when it cannot be told."""
+    tz = os.environ.get("TZ", "").lstrip(":")
+    if tz and _zone_or_none(tz):
+        return tz
+    try:
+        target = os.path.realpath("/etc/localtime")
+    except OSError:
+        return "UTC"
+    marker = "/zoneinfo/"
+    if marker in target:
+        name = target.split(marker, 1)[1]
+        if _zone_or_none(name):
+            return name
+    return "UTC"
+
+
+def _zone_or_none(name: str) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    dsn: str | None = None
+    data_dir: Path = field(default_factory=default_data_dir)
+    udp: tuple[Endpoint, ...] = ()
+    tcp: tuple[Endpoint, ...] = ()
+    tls: tuple[Endpoint, ...] = ()
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    # 8 MiB absorbs about 40,000 typical datagrams while the loop is busy with a batch.
+    udp_receive_buffer: int = 8 * MIB
+    max_frame_length: int = 64 * KIB
+    # 100,000 records of ~1 KiB bound the queue to ~100 MiB of memory.
+    queue_size: int = 100_000
+    batch_rows: int = 2_000
+    batch_age_ms: int = 200
+    partitions_ahead: int = 3
+    retention_days: int = 30
+    default_tz: str = field(default_factory=machine_zone_name)
+    source_timezones: tuple[SourceZone, ...] = ()
+    shutdown_timeout: float = 30.0
+    log_level: str = "INFO"
+
+    @property
+    def listeners(self) -> list[tuple[str, Endpoint]]:
+        return [("udp", e) for e in self.udp] + [("tcp", e) for e in self.tcp] + [
+            ("tls", e) for e in self.tls
+        ]
+
+    @property
+    def default_zone(self) -> ZoneInfo:
+        return ZoneInfo(self.default_tz)
+
+
+# ----------------------------------------------------------------------------- converters
+
+
+def parse_endpoint(text: str) -> Endpoint:
+    text = text.strip()
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+    else:
+        host, sep, port = text.rpartition(":")
+        if ":" in host:
+            raise ValueError(f"{text!r}: write IPv6 addresses in brackets, as [::1]:5514")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"{text!r} is not HOST:PORT")
+    number = int(port)
+    if not 0 <= number <= 65535:
+        raise ValueError(f"{text!r}: port must be 0-65535")
+    return Endpoint(host, number)
+
+
+def _as_list(value: Any) -> list[Any]:
+    if isinstance(value, str):
+        return [part for part in value.split(",") if part.strip()]
+    if isinstance(value, list | tuple):
+        return list(value)
+    raise ValueError(f"expected a list, got {value!r}")
+
+
+def _endpoints(value: Any) -> tuple[Endpoint, ...]:
+    return tuple(parse_endpoint(str(item)) for item in _as_list(value))
+
+
+def _int_at_least(minimum: int) -> Callable[[Any], int]:
+    def convert(value: Any) -> int:
+        if isinstance(value, bool):
+            raise ValueError(f"expected a whole number, got {value!r}")
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"expected a whole number, got {value!r}") from None
+        if number < minimum:
+            raise ValueError(f"must be at least {minimum}, got {number}")
+        return number
+
+    return convert
+
+
+def _positive_float(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a number of seconds, got {value!r}") from None
+    if number <= 0:
+        raise ValueError(f"must be above 0, got {number}")
+    return number
+
+
+def _retention(value: Any) -> int:
+    if isinstance(value, str) and value.strip().lower() == "forever":
+        return 0
+    return _int_at_least(0)(value)
+
+
+def _zone_name(value: Any) -> str:
+    name = str(value).strip()
+    if _zone_or_none(name) is None:
+        raise ValueError(f"unknown time zone {name!r} (use an IANA name such as Europe/Berlin)")
+    return name
+
+
+def _source_timezones(value: Any) -> tuple[SourceZone, ...]:
+    if isinstance(value, Mapping):
+        pairs = list(value.items())
+    else:
+        pairs = []
+        for item in _as_list(value):
+            cidr, sep, zone = str(item).partition("=")
+            if not sep:
+                raise ValueError(f"{item!r} is not CIDR=ZONE")
+            pairs.append((cidr, zone))
+    result = []
+    for cidr, zone in pairs:
+        try:
+            network = ipaddress.ip_network(str(cidr).strip(), strict=False)
+        except ValueError:
+            raise ValueError(f"{cidr!r} is not a network such as 10.1.0.0/16") from None
+        result.append(SourceZone(network, ZoneInfo(_zone_name(zone))))
+    # Most specific network first, so that the first match is the best one.
+    return tuple(sorted(result, key=lambda s: -s.network.prefixlen))
+
+
+def _optional_path(value: Any) -> Path | None:
+    text = str(value).strip()
+    return Path(text).expanduser() if text else None
+
+
+def _optional_str(value: Any) -> str | None:
+    text = str(value).strip()
+    return text or None
+
+
+def _log_level(value: Any) -> str:
+    level = str(value).strip().upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ValueError(f"expected DEBUG, INFO, WARNING or ERROR, got {value!r}")
+    return level
+
+
+CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "dsn": _optional_str,
+    "data_dir": lambda v: Path(str(v)).expanduser(),
+    "udp": _endpoints,
+    "tcp": _endpoints,
+    "tls": _endpoints,
+    "tls_cert": _optional_path,
+    "tls_key": _optional_path,
+    "tls_client_ca": _optional_path,
+    "udp_receive_buffer": _int_at_least(4 * KIB),
+    "max_frame_length": _int_at_least(480),  # RFC 5426/6587 minimum a receiver must take
+    "queue_size": _int_at_least(1),
+    "batch_rows": _int_at_least(1),
+    "batch_age_ms": _int_at_least(1),
+    "partitions_ahead": _int_at_least(0),
+    "retention_days": _retention,
+    "default_tz": _zone_name,
+    "source_timezones": _source_timezones,
+    "shutdown_timeout": _positive_float,
+    "log_level": _log_level,
+}
+assert set(CONVERTERS) == {f.name for f in fields(Config)}
+
+# ----------------------------------------------------------------------------- loading
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except OSError as e:
+        raise ConfigError("config", f"cannot read {path}: {e.strerror or e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("config", f"{path} is not valid TOML: {e}") from None
+
+
+def from_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    values = {}
+    for key in CONVERTERS:
+        name = ENV_PREFIX + key.upper()
+        if name in environ:
+            values[key] = environ[name]
+    return values
+
+
+def build_config(*layers: Mapping[str, Any]) -> Config:
+    """Merge the layers (later wins), convert every value, check the whole."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if key not in CONVERTERS:
+                raise ConfigError(key, "unknown setting")
+            if value is not None:
+                merged[key] = value
+    converted = {}
+    for key, value in merged.items():
+        try:
+            converted[key] = CONVERTERS[key](value)
+        except ValueError as e:
+            raise ConfigError(key, str(e)) from None
+    config = Config(**converted)
+    check_consistency(config)
+    return config
+
+
+def check_consistency(config: Config) -> None:
+    if config.tls and not (config.tls_cert and config.tls_key):
+        raise ConfigError("tls", "a TLS listener needs tls_cert and tls_key")
+    for key in ("tls_cert", "tls_key", "tls_client_ca"):
+        path = getattr(config, key)
+        if path is not None and not path.is_file():
+            raise ConfigError(key, f"no such file: {path}")
+    seen: set[tuple[str, Endpoint]] = set()
+    for transport, endpoint in config.listeners:
+        kind = "udp" if transport == "udp" else "tcp"
+        if endpoint.port and (kind, endpoint) in seen:
+            raise ConfigError(transport, f"{endpoint} is given twice")
+        seen.add((kind, endpoint))
+
+
+def load_config(
+    config_file: Path | None,
+    environ: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> Config:
+    file_values = read_toml(config_file) if config_file else {}
+    env_values = from_environment(os.environ if environ is None else environ)
+    return build_config(file_values, env_values, flags or {})

