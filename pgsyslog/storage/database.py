@@ -51,23 +51,11 @@ def _create_database(admin_dsn: str, name: str) -> None:
             log.info("created database %s", name)
 
 
-def sqlalchemy_url(dsn: str) -> str:
-    """SQLAlchemy wants the driver in the scheme; libpq URLs and keyword DSNs both work."""
-    for prefix in ("postgresql://", "postgres://"):
-        if dsn.startswith(prefix):
-            return "postgresql+psycopg://" + dsn[len(prefix):]
-    if dsn.startswith("postgresql+psycopg://"):
-        return dsn
-    # A keyword/value DSN ("host=... dbname=..."): hand it to psycopg untouched.
-    return "postgresql+psycopg://"
-
-
 def make_engine(dsn: str, **kwargs: Any) -> Engine:
-    url = sqlalchemy_url(dsn)
-    connect_args: dict[str, Any] = {"application_name": APPLICATION_NAME}
-    if url == "postgresql+psycopg://":
-        connect_args["conninfo"] = dsn
-    return sqlalchemy.create_engine(url, connect_args=connect_args, **kwargs)
+    """An engine over psycopg for any libpq DSN, URL or keyword/value form alike."""
+    return sqlalchemy.create_engine(
+        "postgresql+psycopg://", creator=lambda: connect(dsn), **kwargs
+    )
 
 
 async def connect_async(dsn: str, *, autocommit: bool = False) -> psycopg.AsyncConnection[Any]:

