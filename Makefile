@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/pgsyslog serve --udp 127.0.0.1:5514 --tcp 127.0.0.1:5514 --http 127.0.0.1:8514
+	$(BIN)/pgsyslog serve --udp 127.0.0.1:5514 --tcp 127.0.0.1:5514
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

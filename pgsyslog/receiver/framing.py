@@ -8,11 +8,14 @@ truncated, and the rest of it is skipped; nothing is ever buffered without limit
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 # An octet count has at most this many digits (up to 1 GB); a longer run of digits starts
 # a line (an epoch timestamp, say), not a count.
 MAX_COUNT_DIGITS = 9
+_OCTET_COUNT = re.compile(rb"([1-9][0-9]{0,%d}) " % (MAX_COUNT_DIGITS - 1))
+_DIGITS_SO_FAR = re.compile(rb"[0-9]{1,%d}" % MAX_COUNT_DIGITS)
 
 
 class Frame(NamedTuple):
@@ -26,19 +29,28 @@ class SyslogStreamDecoder:
     def __init__(self, max_length: int) -> None:
         self.max_length = max_length
         self._buffer = bytearray()
-        self._pos = 0  # start of the unread part of _buffer; compacted once per feed
+        # Bytes the buffer must hold before splitting can make progress; saves work (and
+        # quadratic copying) while a long frame trickles in.
+        self._need = 1
         self._skip = 0  # bytes of an octet-counted frame still to discard after a cut
         self._partial: bytes | None = None  # head of an LF frame that was cut; skip to LF
 
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
     def feed(self, chunk: bytes) -> list[Frame]:
-        self._buffer += chunk
+        buf = self._buffer
+        if self._skip:
+            n = min(self._skip, len(chunk))
+            self._skip -= n
+            chunk = chunk[n:]
+        buf += chunk
+        if len(buf) < self._need and b"\n" not in chunk:
+            return []
         frames: list[Frame] = []
-        try:
-            while self._next_frame(frames):
-                pass
-        finally:
-            del self._buffer[: self._pos]
-            self._pos = 0
+        consumed = self._split(bytes(buf), frames)
+        del buf[:consumed]
         return frames
 
     def flush(self) -> list[Frame]:
@@ -52,66 +64,50 @@ class SyslogStreamDecoder:
         self._buffer.clear()
         self._partial = None
         self._skip = 0
+        self._need = 1
         return frames
 
-    @property
-    def buffered(self) -> int:
-        return len(self._buffer) - self._pos
-
-    def _next_frame(self, out: list[Frame]) -> bool:
-        """Take one frame (or one discard step) off the buffer; False when bytes are needed."""
-        buf, pos = self._buffer, self._pos
-        if pos >= len(buf):
-            return False
-        if self._skip:
-            n = min(self._skip, len(buf) - pos)
-            self._pos += n
-            self._skip -= n
-            return True
-        if self._partial is not None:
-            return self._discard_line(out)
-        # Octet counting: digits (no leading zero), then a space.
-        i = pos
-        end = min(len(buf), pos + MAX_COUNT_DIGITS + 1)
-        while i < end and 48 <= buf[i] <= 57:
-            i += 1
-        digits = i - pos
-        if i < len(buf) and 0 < digits <= MAX_COUNT_DIGITS and buf[i] == 32 and buf[pos] != 48:
-            return self._take_counted(out, int(buf[pos:i]), i + 1)
-        if i == len(buf) and digits <= MAX_COUNT_DIGITS:
-            return False  # only digits so far: the framing cannot be told yet
-        return self._take_line(out)
-
-    def _take_counted(self, out: list[Frame], count: int, start: int) -> bool:
-        available = len(self._buffer) - start
-        keep = min(count, self.max_length)
-        if available < keep:
-            return False
-        out.append(Frame(bytes(self._buffer[start : start + keep]), truncated=keep < count))
-        self._pos = start + keep
-        self._skip = count - keep
-        return True
-
-    def _take_line(self, out: list[Frame]) -> bool:
-        buf, pos = self._buffer, self._pos
-        newline = buf.find(b"\n", pos, pos + self.max_length + 1)
-        if newline >= 0:
-            out.append(Frame(bytes(buf[pos:newline])))
-            self._pos = newline + 1
-            return True
-        if len(buf) - pos <= self.max_length:
-            return False
-        self._partial = bytes(buf[pos : pos + self.max_length])
-        self._pos = pos + self.max_length
-        return True
-
-    def _discard_line(self, out: list[Frame]) -> bool:
-        newline = self._buffer.find(b"\n", self._pos)
-        if newline < 0:
-            self._pos = len(self._buffer)
-            return False
-        self._pos = newline + 1
-        assert self._partial is not None
-        out.append(Frame(self._partial, truncated=True))
-        self._partial = None
-        return True
+    def _split(self, data: bytes, out: list[Frame]) -> int:
+        """Append the complete frames of data to out; return how many bytes were used."""
+        max_length, end, pos = self.max_length, len(data), 0
+        append = out.append
+        self._need = 1
+        while pos < end:
+            if self._partial is not None:  # skipping the rest of a cut line
+                newline = data.find(b"\n", pos)
+                if newline < 0:
+                    return end
+                append(Frame(self._partial, truncated=True))
+                self._partial = None
+                pos = newline + 1
+                continue
+            count = _OCTET_COUNT.match(data, pos)
+            if count is not None:
+                size = int(count.group(1))
+                start = count.end()
+                keep = size if size <= max_length else max_length
+                if end - start < keep:
+                    self._need = start + keep - pos
+                    return pos
+                append(Frame(data[start : start + keep], keep < size))
+                pos = start + keep
+                if keep < size:
+                    self._skip = size - keep
+                    skipped = min(self._skip, end - pos)
+                    self._skip -= skipped
+                    pos += skipped
+                continue
+            if _DIGITS_SO_FAR.fullmatch(data, pos):
+                return pos  # only digits so far: the framing cannot be told yet
+            newline = data.find(b"\n", pos, pos + max_length + 1)
+            if newline >= 0:
+                append(Frame(data[pos:newline]))
+                pos = newline + 1
+            elif end - pos > max_length:
+                self._partial = data[pos : pos + max_length]
+                pos += max_length
+            else:
+                # Look again when an LF arrives (feed checks) or the line grows too long.
+                self._need = max_length + 1
+                return pos
+        return pos

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
 
 from pgsyslog.config import SourceZone
+from pgsyslog.receiver.framing import Frame
 from pgsyslog.receiver.counters import Counters
 from pgsyslog.receiver.parsers import parse_message
 from pgsyslog.receiver.queue import RecordQueue
@@ -61,14 +62,16 @@ class Intake:
         self.zones = zones
         self.max_length = max_length
 
-    def parse(
-        self, data: bytes, source_ip: str | None, transport: Transport, truncated: bool = False
-    ) -> Record | None:
+    def context(self, source_ip: str | None, transport: Transport) -> ParseContext:
+        """One context per read: the frames of one TCP chunk share their receive time."""
+        return ParseContext(datetime.now(UTC), self.zones.zone_for(source_ip), source_ip,
+                            transport)
+
+    def parse(self, data: bytes, ctx: ParseContext, truncated: bool = False) -> Record | None:
         counters = self.counters
         counters.received += 1
         if len(data) > self.max_length:
             data, truncated = data[: self.max_length], True
-        ctx = ParseContext(datetime.now(UTC), self.zones.zone_for(source_ip), source_ip, transport)
         record = parse_message(data, ctx)
         if record is None:
             counters.dropped_empty += 1
@@ -81,16 +84,20 @@ class Intake:
             counters.parse_failed += 1
         return record
 
-    def put(
-        self, data: bytes, source_ip: str | None, transport: Transport, truncated: bool = False
-    ) -> None:
+    def put_frames(self, frames: list[Frame], source_ip: str | None,
+                   transport: Transport) -> None:
         """For stream transports: always queue; the caller pauses reading when full."""
-        record = self.parse(data, source_ip, transport, truncated)
-        if record is not None:
-            self.queue.put(record)
+        if not frames:
+            return
+        ctx = self.context(source_ip, transport)
+        parse, put = self.parse, self.queue.put
+        for data, truncated in frames:
+            record = parse(data, ctx, truncated)
+            if record is not None:
+                put(record)
 
     def offer(self, data: bytes, source_ip: str | None) -> None:
         """For UDP: queue when there is room, else drop and count."""
-        record = self.parse(data, source_ip, "udp")
+        record = self.parse(data, self.context(source_ip, "udp"))
         if record is not None and not self.queue.offer(record):
             self.counters.dropped_queue_full += 1

@@ -57,6 +57,8 @@ class ReceiverState:
 
 def bind_error(transport: str, endpoint: Endpoint, exc: OSError) -> StartupError:
     where = f"cannot listen on {transport} {endpoint}"
+    if exc.errno is None and isinstance(exc.__cause__, OSError):
+        exc = exc.__cause__  # uvloop wraps the bind error of datagram endpoints
     if isinstance(exc, PermissionError) or exc.errno == errno.EACCES:
         return StartupError(
             f"{where}: permission denied; ports below 1024 need privileges: use a port such as "

@@ -78,9 +78,7 @@ class SyslogStreamProtocol(asyncio.Protocol):
             self.transport.close()
 
     def _hand_on(self, frames: list[Frame]) -> None:
-        put, peer, name = self.intake.put, self.peer, self.transport_name
-        for data, truncated in frames:
-            put(data, peer, name, truncated)
+        self.intake.put_frames(frames, self.peer, self.transport_name)
 
     def _resume(self) -> None:
         self.paused = False

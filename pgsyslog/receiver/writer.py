@@ -24,7 +24,7 @@ from pgsyslog.receiver.counters import Counters
 from pgsyslog.receiver.queue import RecordQueue
 from pgsyslog.record import Record
 from pgsyslog.storage import database, partitions
-from pgsyslog.storage.copy import copy_records, copy_unrouted
+from pgsyslog.storage.copy import copy_records, copy_unrouted, register_adapters
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,7 @@ class BatchWriter:
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is None or self._conn.closed:
             self._conn = await database.connect_async(self.dsn, autocommit=True)
+            register_adapters(self._conn)
         return self._conn
 
     async def _disconnect(self) -> None:

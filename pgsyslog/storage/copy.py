@@ -9,8 +9,13 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.abc import Buffer
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 
 from pgsyslog.record import Record
+
+INET_OID = 869  # pg_type.oid of inet, fixed in every PostgreSQL
 from pgsyslog.storage.schema import RECORD_COLUMNS, SCHEMA
 
 AsyncConnection = psycopg.AsyncConnection[Any]
@@ -34,10 +39,31 @@ COPY_MESSAGES = _copy_statement("messages")
 COPY_UNROUTED = _copy_statement("unrouted", ("error",))
 
 
+class PackedInet(bytes):
+    """An address already in PostgreSQL's binary inet form."""
+
+
+class PackedInetDumper(Dumper):
+    format = Format.BINARY
+    oid = INET_OID
+
+    def dump(self, obj: PackedInet) -> Buffer:
+        return obj
+
+
+def register_adapters(conn: AsyncConnection) -> None:
+    """Make COPY's inet column take PackedInet (call once per connection)."""
+    conn.adapters.register_dumper(PackedInet, PackedInetDumper)
+
+
 @functools.lru_cache(maxsize=4096)
-def _inet(address: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """Binary COPY wants address objects; senders are few, so cache the conversion."""
-    return None if address is None else ipaddress.ip_address(address)
+def _inet(address: str | None) -> PackedInet | None:
+    """Senders are few and send often: convert each address to wire form once."""
+    if address is None:
+        return None
+    ip = ipaddress.ip_address(address)
+    family = 2 if ip.version == 4 else 3  # PGSQL_AF_INET, PGSQL_AF_INET6
+    return PackedInet(bytes((family, ip.max_prefixlen, 0, len(ip.packed))) + ip.packed)
 
 
 def record_row(r: Record) -> tuple[Any, ...]:
