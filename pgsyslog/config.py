@@ -93,6 +93,7 @@ class Config:
     batch_age_ms: int = 200
     partitions_ahead: int = 3
     retention_days: int = 30
+    maintenance_interval: float = 3600.0
     default_tz: str = field(default_factory=machine_zone_name)
     source_timezones: tuple[SourceZone, ...] = ()
     shutdown_timeout: float = 30.0
@@ -232,6 +233,7 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "batch_age_ms": _int_at_least(1),
     "partitions_ahead": _int_at_least(0),
     "retention_days": _retention,
+    "maintenance_interval": _positive_float,
     "default_tz": _zone_name,
     "source_timezones": _source_timezones,
     "shutdown_timeout": _positive_float,

@@ -11,6 +11,7 @@ import click
 from pgsyslog import __version__
 from pgsyslog.cli.db import db, dsn
 from pgsyslog.cli.parse import parse
+from pgsyslog.cli.partitions import partitions
 from pgsyslog.cli.serve import check_config, serve
 
 
@@ -20,7 +21,7 @@ def cli() -> None:
     """A syslog receiver that stores every message in day-partitioned PostgreSQL."""
 
 
-for command in (serve, check_config, parse, dsn, db):
+for command in (serve, check_config, parse, dsn, db, partitions):
     cli.add_command(command)
 
 

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
-from pgsyslog.config import Config, ConfigError, load_config
+from pgsyslog.config import CONVERTERS, Config, ConfigError, load_config
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -57,8 +57,9 @@ def with_config(func: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(func)
     def wrapper(config_file: Path | None, **flags: Any) -> Any:
+        own = {k: flags.pop(k) for k in list(flags) if k not in CONVERTERS}
         config = build(config_file, flags)
         setup_logging(config.log_level)
-        return func(config=config)
+        return func(config=config, **own)
 
     return wrapper

@@ -40,6 +40,8 @@ def serve_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Day partitions made ahead of today [default: 3]."),
         click.option("--retention-days", metavar="DAYS",
                      help="Days of partitions kept; 0 or 'forever' keeps all [default: 30]."),
+        click.option("--maintenance-interval", metavar="SECONDS",
+                     help="Seconds between partition maintenance runs [default: 3600]."),
         click.option("--default-tz", metavar="ZONE",
                      help="Zone of timestamps that carry none [default: this machine's]."),
         click.option("--source-tz", "source_timezones", multiple=True, metavar="CIDR=ZONE",

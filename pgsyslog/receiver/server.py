@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TextIO
 
 from pgsyslog.config import Config, Endpoint
@@ -29,7 +28,9 @@ from pgsyslog.receiver.tcp import ConnectionRegistry, SyslogStreamProtocol, make
 from pgsyslog.receiver.udp import UdpListener
 from pgsyslog.receiver.writer import BatchWriter
 from pgsyslog.record import Transport
-from pgsyslog.storage import database, migrate, partitions
+from pgsyslog.receiver.scheduler import MaintenanceSchedule
+from pgsyslog.storage import database, migrate
+from pgsyslog.storage.maintenance import run_maintenance
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +109,11 @@ class Receiver:
             await server.start_serving()
         for listener in self._udp:
             listener.start()
+        schedule = MaintenanceSchedule(dsn, self.config)
+        schedule.start()
         self._announce(dsn)
         await self._stop.wait()
+        schedule.shutdown()
         log.info("stopping: closing listeners, then writing what was received")
         deadline = time.monotonic() + self.config.shutdown_timeout
         await self._stop_listeners(deadline)
@@ -156,12 +160,12 @@ class Receiver:
             self._embedded = database.EmbeddedDatabase(cfg.data_dir, stop_on_exit=True)
             dsn = self._embedded.start()
         migrate.upgrade(dsn)
-        with database.connect(dsn, autocommit=True) as conn:
-            created = partitions.ensure_partitions(
-                conn, datetime.now(UTC).date(), cfg.partitions_ahead
-            )
-        if created:
-            log.info("created partitions: %s", ", ".join(created))
+        # Partitions before listeners: wait for another receiver's run rather than skip.
+        result = run_maintenance(dsn, ahead=cfg.partitions_ahead,
+                                 retention_days=cfg.retention_days, wait=True,
+                                 steps=("ensure",))
+        if result.created:
+            log.info("created partitions: %s", ", ".join(result.created))
         return dsn
 
     def _announce(self, dsn: str) -> None:

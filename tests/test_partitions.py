@@ -1,0 +1,247 @@
+"""Partitions and retention against the real database, beside live inserts."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from helpers import ServerProcess, query, wait_for_rows
+from pgsyslog.cli import cli
+from pgsyslog.record import Record
+from pgsyslog.storage import database, locks, partitions
+from pgsyslog.storage.copy import copy_records, register_adapters
+from pgsyslog.storage.maintenance import drain_unrouted, run_maintenance
+
+TODAY = datetime.now(UTC).date()
+
+
+def record_at(when: datetime, message: str) -> Record:
+    return Record(when, None, 1, 5, "h", "app", None, None, None, message, "rfc5424", "tcp",
+                  "127.0.0.1", None, None)
+
+
+def fill(dsn: str, days: list[date], per_day: int = 10) -> None:
+    """Create partitions for the days and COPY rows into each."""
+    async def write() -> None:
+        conn = await database.connect_async(dsn, autocommit=True)
+        register_adapters(conn)
+        async with conn.transaction():
+            await copy_records(conn, [
+                record_at(partitions.day_start(day) + timedelta(hours=12, seconds=i), f"{day} {i}")
+                for day in days for i in range(per_day)])
+        await conn.close()
+
+    with database.connect(dsn, autocommit=True) as conn:
+        for day in days:
+            partitions.create_partition(conn, day)
+    asyncio.run(write())
+
+
+def names(dsn: str) -> list[str]:
+    with database.connect(dsn) as conn:
+        return [p.name for p in partitions.list_partitions(conn)]
+
+
+def test_prune_removes_exactly_the_expired_days(dsn: str) -> None:
+    old = [TODAY - timedelta(days=d) for d in (40, 35, 31, 30, 29, 5)]
+    fill(dsn, old)
+    now = datetime.now(UTC)
+    with database.connect(dsn, autocommit=True) as conn:
+        dropped = partitions.drop_expired_partitions(conn, now, retention_days=30)
+    # a day is dropped when the whole of it is more than 30 days old
+    assert dropped == [partitions.partition_name(TODAY - timedelta(days=d)) for d in (40, 35, 31)]
+    kept = names(dsn)
+    assert not set(dropped) & set(kept)
+    for d in (30, 29, 5):
+        assert partitions.partition_name(TODAY - timedelta(days=d)) in kept
+    assert query(dsn, "SELECT count(*) FROM syslog.messages") == [(30,)]
+
+
+def test_prune_cli_dry_run_changes_nothing_then_prunes(dsn: str) -> None:
+    fill(dsn, [TODAY - timedelta(days=10), TODAY - timedelta(days=3)])
+    before = names(dsn)
+    runner = CliRunner()
+    dry = runner.invoke(cli, ["partitions", "prune", "--dsn", dsn, "--retention-days", "7",
+                              "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    expired = partitions.partition_name(TODAY - timedelta(days=10))
+    assert f"would drop {expired}" in dry.output
+    assert names(dsn) == before
+    real = runner.invoke(cli, ["partitions", "prune", "--dsn", dsn, "--retention-days", "7"])
+    assert real.exit_code == 0, real.output
+    assert f"dropped {expired}" in real.output
+    assert names(dsn) == [n for n in before if n != expired]
+    assert query(dsn, "SELECT count(*) FROM syslog.messages") == [(10,)]
+
+
+def test_retention_forever_drops_nothing(dsn: str) -> None:
+    fill(dsn, [TODAY - timedelta(days=400)])
+    with database.connect(dsn, autocommit=True) as conn:
+        assert partitions.drop_expired_partitions(conn, datetime.now(UTC), 0) == []
+
+
+def test_partitions_list_and_ensure_cli(dsn: str) -> None:
+    runner = CliRunner()
+    ensured = runner.invoke(cli, ["partitions", "ensure", "--dsn", dsn, "--ahead", "6"])
+    assert ensured.exit_code == 0, ensured.output
+    assert ensured.output.strip().endswith("3 partition(s) created")
+    listed = runner.invoke(cli, ["partitions", "list", "--dsn", dsn])
+    assert listed.exit_code == 0
+    assert partitions.partition_name(TODAY + timedelta(days=6)) in listed.output
+    assert "8 partition(s)" in listed.output
+
+
+def test_prune_while_a_writer_keeps_copying(dsn: str) -> None:
+    old_days = [TODAY - timedelta(days=d) for d in range(40, 50)]
+    fill(dsn, old_days, per_day=1)
+    written = 0
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    async def keep_writing() -> None:
+        nonlocal written
+        conn = await database.connect_async(dsn, autocommit=True)
+        register_adapters(conn)
+        while not stop.is_set():
+            batch = [record_at(datetime.now(UTC), f"live {written + i}") for i in range(200)]
+            async with conn.transaction():
+                await copy_records(conn, batch)
+            written += len(batch)
+        await conn.close()
+
+    def writer() -> None:
+        try:
+            asyncio.run(keep_writing())
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        with database.connect(dsn, autocommit=True) as conn:
+            dropped = partitions.drop_expired_partitions(conn, datetime.now(UTC), 30)
+    finally:
+        stop.set()
+        thread.join(60)
+    assert errors == []
+    assert len(dropped) == 10 and written > 0
+    assert query(dsn, "SELECT count(*) FROM syslog.messages WHERE message LIKE 'live %'") == [
+        (written,)]
+
+
+def test_a_pending_detach_is_finalized_by_the_next_run(dsn: str) -> None:
+    old = TODAY - timedelta(days=60)
+    fill(dsn, [old])
+    name = partitions.partition_name(old)
+    # A DETACH ... CONCURRENTLY whose second transaction is cancelled stays pending: hold a
+    # lock on the partition so that the detach waits, then cancel it.
+    with database.connect(dsn) as blocker, database.connect(dsn, autocommit=True) as detacher:
+        blocker.execute(f"SELECT count(*) FROM syslog.{name}")  # open transaction, holds lock
+        pid = detacher.info.backend_pid
+
+        def cancel_soon() -> None:
+            with database.connect(dsn, autocommit=True) as admin:
+                for _ in range(100):
+                    waiting = admin.execute(
+                        "SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                        (pid,)).fetchone()
+                    if waiting and waiting[0] in ("Lock", "IPC", "Timeout"):
+                        break
+                    threading.Event().wait(0.05)
+                admin.execute("SELECT pg_cancel_backend(%s)", (pid,))
+
+        canceller = threading.Thread(target=cancel_soon)
+        canceller.start()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            detacher.execute(f"ALTER TABLE syslog.messages DETACH PARTITION syslog.{name} "
+                             "CONCURRENTLY")
+        canceller.join()
+        blocker.rollback()
+    pending = query(dsn, "SELECT i.inhdetachpending FROM pg_inherits i JOIN pg_class c "
+                         "ON c.oid = i.inhrelid WHERE c.relname = %s", (name,))
+    assert pending == [(True,)]
+    result = run_maintenance(dsn, ahead=3, retention_days=30, steps=("drop",))
+    assert name in result.dropped
+    assert query(dsn, "SELECT to_regclass(%s)", (f"syslog.{name}",)) == [(None,)]
+
+
+def test_a_second_maintenance_run_skips_while_one_holds_the_lock(dsn: str) -> None:
+    with database.connect(dsn, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (locks.MAINTENANCE,))
+        skipped = run_maintenance(dsn, ahead=3, retention_days=30)
+        assert skipped.ran is False
+        holder.execute("SELECT pg_advisory_unlock(%s)", (locks.MAINTENANCE,))
+    assert run_maintenance(dsn, ahead=3, retention_days=30).ran is True
+
+
+def test_two_runs_at_once_no_error(dsn: str) -> None:
+    results: list[object] = []
+
+    def run() -> None:
+        try:
+            results.append(run_maintenance(dsn, ahead=30, retention_days=30))
+        except BaseException as e:
+            results.append(e)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert all(not isinstance(r, BaseException) for r in results), results
+    assert any(r.ran for r in results)  # type: ignore[attr-defined]
+    assert len(names(dsn)) == 32  # yesterday .. today + 30, made once
+
+
+def test_unrouted_rows_are_drained_into_their_partition(dsn: str) -> None:
+    future = TODAY + timedelta(days=20)
+    with psycopg.connect(dsn) as conn:
+        conn.execute("""INSERT INTO syslog.unrouted (received_at, facility, severity, message,
+                        format, transport, error)
+                        VALUES (%s, 1, 5, 'from the future', 'raw', 'udp',
+                                'no partition of relation "messages" found for row')""",
+                     (partitions.day_start(future) + timedelta(hours=1),))
+    with database.connect(dsn, autocommit=True) as conn:
+        assert drain_unrouted(conn) == 0  # its day has no partition yet
+        partitions.create_partition(conn, future)
+        assert drain_unrouted(conn) == 1
+    assert query(dsn, "SELECT count(*) FROM syslog.unrouted") == [(0,)]
+    assert query(dsn, "SELECT message, tableoid::regclass::text FROM syslog.messages") == [
+        ("from the future", f"syslog.{partitions.partition_name(future)}")]
+
+
+def test_a_row_without_partition_is_stored(serve: Callable[..., ServerProcess],
+                                           dsn: str) -> None:
+    """The writer makes a missing partition (here: all were dropped) and retries."""
+    with database.connect(dsn, autocommit=True) as conn:
+        for name in names(dsn):
+            conn.execute(f"DROP TABLE syslog.{name}")
+    server = serve("--udp", "127.0.0.1:0", "--partitions-ahead", "0",
+                   "--maintenance-interval", "3600")
+    # start-up made today's partition again; drop it to force the writer's path
+    with database.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE syslog.{partitions.partition_name(TODAY)}")
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(b"<14>1 - h app - - - no partition yet", ("127.0.0.1", server.port("udp")))
+    assert wait_for_rows(dsn, 1) == 1
+    assert partitions.partition_name(TODAY) in names(dsn)
+
+
+def test_serve_runs_maintenance_on_schedule_and_logs_it(serve: Callable[..., ServerProcess],
+                                                       dsn: str) -> None:
+    fill(dsn, [TODAY - timedelta(days=45)], per_day=1)
+    server = serve("--udp", "127.0.0.1:0", "--maintenance-interval", "1",
+                   "--retention-days", "30")
+    deadline = datetime.now(UTC) + timedelta(seconds=30)
+    while datetime.now(UTC) < deadline and server.log.count("maintenance: created") < 2:
+        threading.Event().wait(0.2)
+    assert server.log.count("maintenance: created") >= 2, server.log
+    assert partitions.partition_name(TODAY - timedelta(days=45)) not in names(dsn)
+    assert "dropped expired partition" in server.log
