@@ -20,7 +20,6 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check pgsyslog tests bench
-	$(BIN)/ruff format --check pgsyslog tests bench
 	$(BIN)/mypy
 
 check: lint test

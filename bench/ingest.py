@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psycopg
 
-WORDS = (
+WORDS = (  # noqa: SIM905 (a sentence reads better than a list of 80 strings)
     "accepted connection closed session opened user root failed password invalid from port "
     "ssh2 kernel eth0 link up down timeout upstream request GET POST 200 404 500 cache hit "
     "miss disk full warning error critical backup completed started retry queue depth high "

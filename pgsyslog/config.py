@@ -13,7 +13,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import platformdirs
@@ -100,10 +100,9 @@ class Config:
     log_level: str = "INFO"
 
     @property
-    def listeners(self) -> list[tuple[str, Endpoint]]:
-        return [("udp", e) for e in self.udp] + [("tcp", e) for e in self.tcp] + [
-            ("tls", e) for e in self.tls
-        ]
+    def listeners(self) -> list[tuple[Literal["udp", "tcp", "tls"], Endpoint]]:
+        udp: list[tuple[Literal["udp", "tcp", "tls"], Endpoint]] = [("udp", e) for e in self.udp]
+        return udp + [("tcp", e) for e in self.tcp] + [("tls", e) for e in self.tls]
 
     @property
     def default_zone(self) -> ZoneInfo:

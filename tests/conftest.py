@@ -22,7 +22,6 @@ from helpers import ServerProcess, start_server
 from pgsyslog.storage import database, migrate, partitions
 
 
-
 @pytest.fixture(scope="session")
 def admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     given = os.environ.get("PGSYSLOG_TEST_DSN")

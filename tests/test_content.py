@@ -22,7 +22,7 @@ def test_multibyte_utf8_over_tcp(serve: Callable[..., ServerProcess], dsn: str) 
 def test_60_kib_message_over_tcp_is_kept_whole(serve: Callable[..., ServerProcess],
                                                dsn: str) -> None:
     server = serve("--tcp", "127.0.0.1:0")
-    body = "".join("word%05d " % i for i in range(6200))[: 60 * 1024]
+    body = "".join(f"word{i:05d} " for i in range(6200))[: 60 * 1024]
     send_tcp(server.port("tcp"), frame(f"<14>1 - big app - - - {body}".encode()))
     assert wait_for_rows(dsn, 1) == 1
     assert query(dsn, "SELECT length(message), parse_error FROM syslog.messages") == [

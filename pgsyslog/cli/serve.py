@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -47,7 +48,7 @@ def serve_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--source-tz", "source_timezones", multiple=True, metavar="CIDR=ZONE",
                      help="Zone for senders in CIDR, e.g. 10.1.0.0/16=Europe/Berlin (repeatable)."),
         click.option("--shutdown-timeout", metavar="SECONDS",
-                     help="Longest time SIGTERM may take to write what was received [default: 30]."),
+                     help="Longest time a stop may spend writing what was received [default: 30]."),
         click.option("--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR."),
     ]
     for option in reversed(options):
@@ -88,9 +89,9 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 @with_config
 def check_config(config: Config) -> None:
     """Load and check the configuration, print it, open nothing."""
-    for key in config.__slots__:  # type: ignore[attr-defined]
-        value = getattr(config, key)
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
         if isinstance(value, tuple):
             value = ", ".join(str(v) for v in value) or "-"
-        click.echo(f"{key} = {value}")
+        click.echo(f"{field.name} = {value}")
     click.echo("configuration is valid")

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
 
 from pgsyslog.config import SourceZone
-from pgsyslog.receiver.framing import Frame
 from pgsyslog.receiver.counters import Counters
+from pgsyslog.receiver.framing import Frame
 from pgsyslog.receiver.parsers import parse_message
 from pgsyslog.receiver.queue import RecordQueue
 from pgsyslog.record import ParseContext, Record, Transport

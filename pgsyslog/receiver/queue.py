@@ -8,6 +8,7 @@ cannot push back, so it uses :meth:`offer`, which drops and reports False.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Callable
 
@@ -66,10 +67,8 @@ class RecordQueue:
         """Wait for a first record, then up to max_age for a full batch; return what is there."""
         await self._not_empty.wait()
         if len(self._items) < self.batch_rows and not self._closed:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._batch_ready.wait(), max_age)
-            except TimeoutError:
-                pass
         return self.take_batch()
 
     def take_batch(self) -> list[Record]:

@@ -24,11 +24,11 @@ from pgsyslog.config import Config, Endpoint
 from pgsyslog.receiver.counters import Counters
 from pgsyslog.receiver.intake import Intake, ZoneResolver
 from pgsyslog.receiver.queue import RecordQueue
+from pgsyslog.receiver.scheduler import MaintenanceSchedule
 from pgsyslog.receiver.tcp import ConnectionRegistry, SyslogStreamProtocol, make_tls_context
 from pgsyslog.receiver.udp import UdpListener
 from pgsyslog.receiver.writer import BatchWriter
 from pgsyslog.record import Transport
-from pgsyslog.receiver.scheduler import MaintenanceSchedule
 from pgsyslog.storage import database, migrate
 from pgsyslog.storage.maintenance import run_maintenance
 

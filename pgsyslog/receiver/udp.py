@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from typing import Any
+from typing import Any, cast
 
 import asyncio_dgram
 
@@ -44,7 +44,7 @@ class UdpListener:
     @classmethod
     async def bind(cls, endpoint: Endpoint, intake: Intake, receive_buffer: int) -> UdpListener:
         stream = await asyncio_dgram.bind((endpoint.host, endpoint.port))
-        set_receive_buffer(stream.socket, receive_buffer)
+        set_receive_buffer(cast(socket.socket, stream.socket), receive_buffer)
         return cls(stream, intake)
 
     @property

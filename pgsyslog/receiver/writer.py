@@ -10,6 +10,7 @@ what still cannot be placed goes to syslog.unrouted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -119,10 +120,8 @@ class BatchWriter:
     async def _disconnect(self) -> None:
         if self._conn is not None:
             conn, self._conn = self._conn, None
-            try:
+            with contextlib.suppress(psycopg.Error):
                 await conn.close()
-            except psycopg.Error:
-                pass
 
     async def _store(self, batch: Sequence[Record], partitions_made: bool = False) -> None:
         """Write the batch, splitting on data errors; raise only transient errors."""
@@ -134,7 +133,8 @@ class BatchWriter:
             if is_transient(e) or conn.broken:
                 raise
             if is_missing_partition(e) and not partitions_made:
-                await asyncio.to_thread(self._make_partitions, {r.received_at.date() for r in batch})
+                days = {r.received_at.date() for r in batch}
+                await asyncio.to_thread(self._make_partitions, days)
                 await self._store(batch, partitions_made=True)
             elif len(batch) == 1:
                 await self._store_unrouted(batch, str(e).strip())

@@ -14,9 +14,9 @@ from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
 from pgsyslog.record import Record
+from pgsyslog.storage.schema import RECORD_COLUMNS, SCHEMA
 
 INET_OID = 869  # pg_type.oid of inet, fixed in every PostgreSQL
-from pgsyslog.storage.schema import RECORD_COLUMNS, SCHEMA
 
 AsyncConnection = psycopg.AsyncConnection[Any]
 

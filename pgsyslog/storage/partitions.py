@@ -110,9 +110,9 @@ def create_partition(conn: Connection, day: date) -> bool:
 
     def create() -> None:
         conn.execute(
-            sql.SQL("CREATE TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)").format(
-                table, parent
-            )
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+            ).format(table, parent)
         )
         conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(table, check))
         conn.execute(
