@@ -6,7 +6,7 @@ import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import click
 
@@ -33,6 +33,13 @@ class ConfigProblem(click.ClickException):
     """A bad setting: one line naming the key, exit status 2."""
 
     exit_code = 2
+
+
+class OneLineBadParameter(click.BadParameter):
+    """A bad flag value: one ``Error: Invalid value for ...`` line, no usage; exit status 2."""
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.ClickException.show(self, file)
 
 
 def build(config_file: Path | None, flags: dict[str, Any]) -> Config:
