@@ -91,6 +91,9 @@ class Config:
     queue_size: int = 100_000
     batch_rows: int = 2_000
     batch_age_ms: int = 200
+    # Two connections COPY at once: while one waits for PostgreSQL to index its batch
+    # (the full-text index makes that the slow part), the other sends the next one.
+    writers: int = 2
     partitions_ahead: int = 3
     retention_days: int = 30
     maintenance_interval: float = 3600.0
@@ -230,6 +233,7 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "queue_size": _int_at_least(1),
     "batch_rows": _int_at_least(1),
     "batch_age_ms": _int_at_least(1),
+    "writers": _int_at_least(1),
     "partitions_ahead": _int_at_least(0),
     "retention_days": _retention,
     "maintenance_interval": _positive_float,

@@ -37,6 +37,8 @@ def serve_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Rows per COPY batch [default: 2000]."),
         click.option("--batch-age-ms", metavar="MS",
                      help="Longest wait before a partial batch is written [default: 200]."),
+        click.option("--writers", metavar="N",
+                     help="Database connections writing batches at once [default: 2]."),
         click.option("--partitions-ahead", metavar="DAYS",
                      help="Day partitions made ahead of today [default: 3]."),
         click.option("--retention-days", metavar="DAYS",

@@ -103,8 +103,11 @@ class Receiver:
         log.info("stopped: %s", self.state.counters.as_dict())
 
     async def _serve(self, dsn: str) -> None:
-        writer = BatchWriter(dsn, self.queue, self.state.counters, self.config.batch_age_ms / 1000)
-        writer_task = asyncio.create_task(writer.run(), name="writer")
+        max_age = self.config.batch_age_ms / 1000
+        writers = [BatchWriter(dsn, self.queue, self.state.counters, max_age)
+                   for _ in range(self.config.writers)]
+        writer_tasks = [asyncio.create_task(w.run(), name=f"writer {i}")
+                        for i, w in enumerate(writers)]
         for server in self._stream_servers:
             await server.start_serving()
         for listener in self._udp:
@@ -117,8 +120,9 @@ class Receiver:
         log.info("stopping: closing listeners, then writing what was received")
         deadline = time.monotonic() + self.config.shutdown_timeout
         await self._stop_listeners(deadline)
-        writer.close(deadline)
-        await writer_task
+        for writer in writers:
+            writer.close(deadline)
+        await asyncio.gather(*writer_tasks)
 
     # ------------------------------------------------------------------ start
 
