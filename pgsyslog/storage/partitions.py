@@ -83,19 +83,25 @@ def _with_retries(conn: Connection, action: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
+_CHILDREN_SQL = """
+    SELECT c.relname, greatest(c.reltuples, 0)::bigint, pg_total_relation_size(c.oid),
+           i.inhdetachpending
+    FROM pg_inherits i
+    JOIN pg_class c ON c.oid = i.inhrelid
+    JOIN pg_class p ON p.oid = i.inhparent
+    JOIN pg_namespace n ON n.oid = p.relnamespace
+    WHERE n.nspname = %s AND p.relname = %s
+    ORDER BY c.relname
+"""
+
+
+def _children(conn: Connection) -> list[tuple[str, int, int, bool]]:
+    """(name, row estimate, bytes, detach pending) of every partition of the parent."""
+    return conn.execute(_CHILDREN_SQL, (SCHEMA, PARENT)).fetchall()
+
+
 def attached_partitions(conn: Connection) -> list[str]:
-    rows = conn.execute(
-        """
-        SELECT c.relname FROM pg_inherits i
-        JOIN pg_class c ON c.oid = i.inhrelid
-        JOIN pg_class p ON p.oid = i.inhparent
-        JOIN pg_namespace n ON n.oid = p.relnamespace
-        WHERE n.nspname = %s AND p.relname = %s
-        ORDER BY c.relname
-        """,
-        (SCHEMA, PARENT),
-    ).fetchall()
-    return [row[0] for row in rows]
+    return [row[0] for row in _children(conn)]
 
 
 def create_partition(conn: Connection, day: date) -> bool:
@@ -154,20 +160,8 @@ def ensure_partitions(conn: Connection, today: date, ahead: int) -> list[str]:
 
 
 def list_partitions(conn: Connection) -> list[PartitionInfo]:
-    rows = conn.execute(
-        """
-        SELECT c.relname, greatest(c.reltuples, 0)::bigint, pg_total_relation_size(c.oid)
-        FROM pg_inherits i
-        JOIN pg_class c ON c.oid = i.inhrelid
-        JOIN pg_class p ON p.oid = i.inhparent
-        JOIN pg_namespace n ON n.oid = p.relnamespace
-        WHERE n.nspname = %s AND p.relname = %s
-        ORDER BY c.relname
-        """,
-        (SCHEMA, PARENT),
-    ).fetchall()
     result = []
-    for name, estimate, size in rows:
+    for name, estimate, size, _ in _children(conn):
         day = partition_day(name)
         if day is not None:
             result.append(PartitionInfo(name, day, estimate, size))
@@ -184,18 +178,10 @@ def expired_partitions(conn: Connection, now: datetime, retention_days: int) -> 
 
 def finalize_pending_detaches(conn: Connection) -> list[str]:
     """Finish a DETACH ... CONCURRENTLY that a crash or a cancel left half done."""
-    rows = conn.execute(
-        """
-        SELECT c.relname FROM pg_inherits i
-        JOIN pg_class c ON c.oid = i.inhrelid
-        JOIN pg_class p ON p.oid = i.inhparent
-        JOIN pg_namespace n ON n.oid = p.relnamespace
-        WHERE n.nspname = %s AND p.relname = %s AND i.inhdetachpending
-        """,
-        (SCHEMA, PARENT),
-    ).fetchall()
     finished = []
-    for (name,) in rows:
+    for name, _, _, pending in _children(conn):
+        if not pending:
+            continue
         conn.execute(
             sql.SQL("ALTER TABLE {} DETACH PARTITION {} FINALIZE").format(
                 sql.Identifier(SCHEMA, PARENT), sql.Identifier(SCHEMA, name)
