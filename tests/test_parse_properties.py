@@ -82,8 +82,11 @@ offsets = st.integers(-14 * 60, 14 * 60).map(lambda m: timezone(timedelta(minute
 timestamps = st.none() | st.datetimes(
     min_value=datetime(1900, 1, 1), max_value=datetime(2100, 1, 1), timezones=offsets
 )
+# A MSG that starts with a space loses that space on purpose (rsyslog's forwarding writes
+# two spaces before MSG; see parsers/rfc5424.py), so the round trip starts with another
+# character; the BOM is removed by the rules too.
 messages = st.text(any_text, max_size=200).filter(
-    lambda s: not s.startswith("\ufeff") and not s.endswith(("\r", "\n"))
+    lambda s: not s.startswith(("\ufeff", " ")) and not s.endswith(("\r", "\n"))
 )
 
 

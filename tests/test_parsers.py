@@ -677,3 +677,10 @@ def test_parsers_are_pure_no_io_modules_are_imported() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert (result.returncode, result.stdout.strip()) == (0, "[]"), result.stderr
+
+
+def test_rfc5424_drops_one_leading_space_of_msg_only() -> None:
+    # rsyslog writes "%STRUCTURED-DATA% %msg%" where msg kept the space after a 3164 TAG
+    assert parse("<14>1 - h app - - -  one").message == "one"
+    assert parse("<14>1 - h app - - -   indented").message == " indented"
+    assert parse('<14>1 - h app - - [a@1 b="c"]  after sd').message == "after sd"
