@@ -14,6 +14,7 @@ class Counters:
     truncated: int = 0  # frames cut at max_frame_length
     written: int = 0  # rows committed into syslog.messages
     unrouted: int = 0  # rows committed into syslog.unrouted
+    rejected: int = 0  # rows refused by both tables: logged, not stored
     retried: int = 0  # batch writes retried after a connection error
     batches: int = 0  # COPY batches committed
     connections_opened: int = 0

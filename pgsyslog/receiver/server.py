@@ -108,6 +108,8 @@ class Receiver:
                    for _ in range(self.config.writers)]
         writer_tasks = [asyncio.create_task(w.run(), name=f"writer {i}")
                         for i, w in enumerate(writers)]
+        for task in writer_tasks:
+            task.add_done_callback(self._writer_ended)
         for server in self._stream_servers:
             await server.start_serving()
         for listener in self._udp:
@@ -123,6 +125,12 @@ class Receiver:
         for writer in writers:
             writer.close(deadline)
         await asyncio.gather(*writer_tasks)
+
+    def _writer_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.critical("%s stopped: %r; stopping the receiver", task.get_name(),
+                         task.exception())
+            self.request_stop()
 
     # ------------------------------------------------------------------ start
 
@@ -198,7 +206,7 @@ class Receiver:
         for server in self._stream_servers:
             server.close()  # no new connections; open ones go on
         for listener in self._udp:
-            await listener.stop()
+            await listener.stop(deadline)
         registry = self.state.registry
         while registry.connections and time.monotonic() < deadline:
             if registry.last_data_age() >= QUIET_BEFORE_CLOSE and not self._any_paused():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from typing import Any, cast
 
 import asyncio_dgram
@@ -64,18 +65,18 @@ class UdpListener:
                 return
             offer(data, peer_ip(addr))
 
-    async def stop(self) -> None:
-        """Take in what has already arrived, then close."""
-        await self._drain_socket()
+    async def stop(self, deadline: float) -> None:
+        """Take in what has already arrived (until ``deadline``, monotonic), then close."""
+        await self._drain_socket(deadline)
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         self.stream.close()
 
-    async def _drain_socket(self) -> None:
+    async def _drain_socket(self, deadline: float) -> None:
         # Give the loop a few turns to move datagrams out of the kernel buffer into ours,
-        # until a turn brings nothing new.
+        # until a turn brings nothing new (a sender that never pauses: until the deadline).
         before = -1
-        while self.intake.counters.received != before:
+        while self.intake.counters.received != before and time.monotonic() < deadline:
             before = self.intake.counters.received
             await asyncio.sleep(0.05)

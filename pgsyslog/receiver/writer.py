@@ -85,7 +85,9 @@ class BatchWriter:
                 await self._store(batch)
             except Exception as e:
                 if not is_transient(e):
-                    raise
+                    # Not a known condition: keep the rows and try again rather than lose
+                    # them; the queue fills meanwhile and TCP senders wait.
+                    log.exception("unexpected error writing a batch of %d rows", len(batch))
                 attempt += 1
                 if not await self._wait_before_retry(e, attempt, len(batch)):
                     return
@@ -134,7 +136,11 @@ class BatchWriter:
                 raise
             if is_missing_partition(e) and not partitions_made:
                 days = {r.received_at.date() for r in batch}
-                await asyncio.to_thread(self._make_partitions, days)
+                try:
+                    await asyncio.to_thread(self._make_partitions, days)
+                except psycopg.Error as make_error:
+                    log.warning("could not create partitions for %s: %s", sorted(days),
+                                make_error)
                 await self._store(batch, partitions_made=True)
             elif len(batch) == 1:
                 await self._store_unrouted(batch, str(e).strip())
@@ -160,6 +166,7 @@ class BatchWriter:
                 raise
             log.error("row refused by syslog.messages (%s) and by syslog.unrouted (%s): %r",
                       error, e, batch[0])
+            self.counters.rejected += len(batch)
             return
         log.warning("row stored in syslog.unrouted: %s", error)
         self.counters.unrouted += len(batch)
