@@ -100,6 +100,9 @@ class Config:
     default_tz: str = field(default_factory=machine_zone_name)
     source_timezones: tuple[SourceZone, ...] = ()
     shutdown_timeout: float = 30.0
+    # The HTTP API (health, metrics, search, live tail); None turns it off.
+    http: Endpoint | None = field(default_factory=lambda: Endpoint("127.0.0.1", 8514))
+    http_token: str | None = None
     log_level: str = "INFO"
 
     @property
@@ -129,6 +132,11 @@ def parse_endpoint(text: str) -> Endpoint:
     if not 0 <= number <= 65535:
         raise ValueError(f"{text!r}: port must be 0-65535")
     return Endpoint(host, number)
+
+
+def _optional_endpoint(value: Any) -> Endpoint | None:
+    text = str(value).strip()
+    return None if text.lower() in ("", "off", "none") else parse_endpoint(text)
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -240,6 +248,8 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "default_tz": _zone_name,
     "source_timezones": _source_timezones,
     "shutdown_timeout": _positive_float,
+    "http": _optional_endpoint,
+    "http_token": _optional_str,
     "log_level": _log_level,
 }
 assert set(CONVERTERS) == {f.name for f in fields(Config)}

@@ -51,6 +51,11 @@ def serve_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Zone for senders in CIDR, e.g. 10.1.0.0/16=Europe/Berlin (repeatable)."),
         click.option("--shutdown-timeout", metavar="SECONDS",
                      help="Longest time a stop may spend writing what was received [default: 30]."),
+        click.option("--http", metavar="HOST:PORT",
+                     help="HTTP API: health, metrics, search, live tail; 'off' turns it off "
+                          "[default: 127.0.0.1:8514]."),
+        click.option("--http-token", metavar="TOKEN",
+                     help="Bearer token required on /api when set. [env: PGSYSLOG_HTTP_TOKEN]"),
         click.option("--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR."),
     ]
     for option in reversed(options):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -18,11 +19,11 @@ MISFIRE_GRACE_S = 600
 
 
 class MaintenanceSchedule:
-    def __init__(self, dsn: str, config: Config) -> None:
+    def __init__(self, dsn: str, config: Config,
+                 on_result: Callable[[MaintenanceResult], None]) -> None:
         self.dsn = dsn
         self.config = config
-        self.runs = 0
-        self.last: MaintenanceResult | None = None
+        self.on_result = on_result
         self.scheduler = AsyncIOScheduler(
             timezone=UTC,
             job_defaults={"coalesce": True, "max_instances": 1,
@@ -50,6 +51,5 @@ class MaintenanceSchedule:
             log.exception("maintenance run failed; the next one is in %ss",
                           self.config.maintenance_interval)
             return
-        self.runs += 1
-        self.last = result
+        self.on_result(result)
         log.info("maintenance: %s", result.summary())

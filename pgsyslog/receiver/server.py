@@ -17,20 +17,22 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from pgsyslog.config import Config, Endpoint
-from pgsyslog.receiver.counters import Counters
 from pgsyslog.receiver.intake import Intake, ZoneResolver
 from pgsyslog.receiver.queue import RecordQueue
 from pgsyslog.receiver.scheduler import MaintenanceSchedule
-from pgsyslog.receiver.tcp import ConnectionRegistry, SyslogStreamProtocol, make_tls_context
+from pgsyslog.receiver.state import Listening, ReceiverState
+from pgsyslog.receiver.tcp import SyslogStreamProtocol, make_tls_context
 from pgsyslog.receiver.udp import UdpListener
 from pgsyslog.receiver.writer import BatchWriter
 from pgsyslog.record import Transport
 from pgsyslog.storage import database, migrate
-from pgsyslog.storage.maintenance import run_maintenance
+from pgsyslog.storage.maintenance import MaintenanceResult, run_maintenance
+
+if TYPE_CHECKING:
+    from pgsyslog.http import HttpServer
 
 log = logging.getLogger(__name__)
 
@@ -40,20 +42,6 @@ QUIET_BEFORE_CLOSE = 0.3
 
 class StartupError(Exception):
     """Serve cannot start; the message is one line for the operator."""
-
-
-@dataclass
-class Listening:
-    transport: Transport
-    endpoint: Endpoint  # with the port actually bound
-
-
-@dataclass
-class ReceiverState:
-    counters: Counters = field(default_factory=Counters)
-    registry: ConnectionRegistry = field(default_factory=ConnectionRegistry)
-    listening: list[Listening] = field(default_factory=list)
-    dsn: str | None = None
 
 
 def bind_error(transport: str, endpoint: Endpoint, exc: OSError) -> StartupError:
@@ -75,8 +63,8 @@ class Receiver:
     def __init__(self, config: Config, out: TextIO = sys.stdout) -> None:
         self.config = config
         self.out = out
-        self.state = ReceiverState()
         self.queue = RecordQueue(config.queue_size, config.batch_rows)
+        self.state = ReceiverState(self.queue)
         zones = ZoneResolver(config.default_zone, config.source_timezones)
         self.intake = Intake(self.queue, self.state.counters, zones, config.max_frame_length)
         self._stream_servers: list[asyncio.Server] = []
@@ -104,7 +92,8 @@ class Receiver:
 
     async def _serve(self, dsn: str) -> None:
         max_age = self.config.batch_age_ms / 1000
-        writers = [BatchWriter(dsn, self.queue, self.state.counters, max_age)
+        writers = [BatchWriter(dsn, self.queue, self.state.counters, max_age,
+                               self.state.observe_batch)
                    for _ in range(self.config.writers)]
         writer_tasks = [asyncio.create_task(w.run(), name=f"writer {i}")
                         for i, w in enumerate(writers)]
@@ -114,17 +103,39 @@ class Receiver:
             await server.start_serving()
         for listener in self._udp:
             listener.start()
-        schedule = MaintenanceSchedule(dsn, self.config)
+        schedule = MaintenanceSchedule(dsn, self.config, self._maintained)
         schedule.start()
+        http = await self._start_http()
+        self.state.serving = True
         self._announce(dsn)
         await self._stop.wait()
+        self.state.serving = False
         schedule.shutdown()
+        if http is not None:
+            await http.close()
         log.info("stopping: closing listeners, then writing what was received")
         deadline = time.monotonic() + self.config.shutdown_timeout
         await self._stop_listeners(deadline)
         for writer in writers:
             writer.close(deadline)
         await asyncio.gather(*writer_tasks)
+
+    def _maintained(self, result: MaintenanceResult) -> None:
+        self.state.maintenance_runs += 1
+        self.state.partitions_dropped += len(result.dropped)
+
+    async def _start_http(self) -> HttpServer | None:
+        endpoint = self.config.http
+        if endpoint is None:
+            return None
+        from pgsyslog.http import start_http
+
+        try:
+            http = await start_http(endpoint, self.config.http_token, self.state)
+        except OSError as e:
+            raise bind_error("http", endpoint, e) from None
+        self.state.listening.append(Listening("http", Endpoint(endpoint.host, http.port)))
+        return http
 
     def _writer_ended(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:

@@ -74,13 +74,22 @@ def record_row(r: Record) -> tuple[Any, ...]:
     )
 
 
+# Sent in the transaction of each batch: live tails LISTEN on it instead of polling.
+NEW_ROWS_CHANNEL = "syslog_messages"
+
+
 async def copy_records(conn: AsyncConnection, records: Sequence[Record]) -> None:
-    """COPY the records into syslog.messages in the connection's current transaction."""
-    async with conn.cursor() as cur, cur.copy(COPY_MESSAGES) as copy:
-        copy.set_types(COLUMN_TYPES)
-        write_row = copy.write_row
-        for record in records:
-            await write_row(record_row(record))
+    """COPY the records into syslog.messages in the connection's current transaction.
+
+    Listeners of NEW_ROWS_CHANNEL are notified when that transaction commits.
+    """
+    async with conn.cursor() as cur:
+        async with cur.copy(COPY_MESSAGES) as copy:
+            copy.set_types(COLUMN_TYPES)
+            write_row = copy.write_row
+            for record in records:
+                await write_row(record_row(record))
+        await cur.execute(sql.SQL("NOTIFY {}").format(sql.Identifier(NEW_ROWS_CHANNEL)))
 
 
 async def copy_unrouted(conn: AsyncConnection, records: Sequence[Record], error: str) -> None:
