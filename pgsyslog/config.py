@@ -89,6 +89,8 @@ class Config:
     max_frame_length: int = 64 * KIB
     # 100,000 records of ~1 KiB bound the queue to ~100 MiB of memory.
     queue_size: int = 100_000
+    # ... and at most this many bytes of records, whichever bound is reached first.
+    queue_bytes: int = 256 * MIB
     batch_rows: int = 2_000
     batch_age_ms: int = 200
     # Two connections COPY at once: while one waits for PostgreSQL to index its batch
@@ -100,6 +102,9 @@ class Config:
     default_tz: str = field(default_factory=machine_zone_name)
     source_timezones: tuple[SourceZone, ...] = ()
     shutdown_timeout: float = 30.0
+    # Batches the database cannot take wait on disk under data_dir/spool, up to this size.
+    spool_max_bytes: int = 1024 * MIB
+    spool_fsync: bool = True
     # The HTTP API (health, metrics, search, live tail); None turns it off.
     http: Endpoint | None = field(default_factory=lambda: Endpoint("127.0.0.1", 8514))
     http_token: str | None = None
@@ -182,6 +187,17 @@ def _retention(value: Any) -> int:
     return _int_at_least(0)(value)
 
 
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
 def _zone_name(value: Any) -> str:
     name = str(value).strip()
     if _zone_or_none(name) is None:
@@ -239,6 +255,7 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "udp_receive_buffer": _int_at_least(4 * KIB),
     "max_frame_length": _int_at_least(480),  # RFC 5426/6587 minimum a receiver must take
     "queue_size": _int_at_least(1),
+    "queue_bytes": _int_at_least(64 * KIB),
     "batch_rows": _int_at_least(1),
     "batch_age_ms": _int_at_least(1),
     "writers": _int_at_least(1),
@@ -248,6 +265,8 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "default_tz": _zone_name,
     "source_timezones": _source_timezones,
     "shutdown_timeout": _positive_float,
+    "spool_max_bytes": _int_at_least(0),
+    "spool_fsync": _boolean,
     "http": _optional_endpoint,
     "http_token": _optional_str,
     "log_level": _log_level,

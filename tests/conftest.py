@@ -12,6 +12,7 @@ import signal
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -64,11 +65,16 @@ def dsn(empty_dsn: str) -> str:
 
 
 @pytest.fixture
-def serve(dsn: str) -> Iterator[Any]:
-    """Start servers on the test database; each is stopped (SIGTERM) at the end."""
+def serve(dsn: str, tmp_path: Path) -> Iterator[Any]:
+    """Start servers on the test database; each is stopped (SIGTERM) at the end.
+
+    Each gets a data directory of its own (its spool), unless the test names one.
+    """
     started: list[ServerProcess] = []
 
     def start(*args: str, env: dict[str, str] | None = None) -> ServerProcess:
+        if "--data-dir" not in args:
+            args = (*args, "--data-dir", str(tmp_path / f"data-{len(started)}"))
         server = start_server(["--dsn", dsn, *args], env)
         started.append(server)
         return server

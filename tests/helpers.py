@@ -72,6 +72,7 @@ class ServerProcess:
 def start_server(args: list[str], env: dict[str, str] | None = None) -> ServerProcess:
     if "--http" not in args:  # never the default fixed port: tests run side by side
         args = [*args, "--http", "127.0.0.1:0"]
+
     cmd = [sys.executable, "-m", "pgsyslog", "serve", *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, **(env or {})})

@@ -33,6 +33,8 @@ def serve_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Longest message kept; longer ones are cut and marked [default: 65536]."),
         click.option("--queue-size", metavar="N",
                      help="Records held between listeners and writer [default: 100000]."),
+        click.option("--queue-bytes", metavar="BYTES",
+                     help="Memory the queued records may hold [default: 268435456]."),
         click.option("--batch-rows", metavar="N",
                      help="Rows per COPY batch [default: 2000]."),
         click.option("--batch-age-ms", metavar="MS",
@@ -51,6 +53,11 @@ def serve_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Zone for senders in CIDR, e.g. 10.1.0.0/16=Europe/Berlin (repeatable)."),
         click.option("--shutdown-timeout", metavar="SECONDS",
                      help="Longest time a stop may spend writing what was received [default: 30]."),
+        click.option("--spool-max-bytes", metavar="BYTES",
+                     help="Disk spool for database outages, under --data-dir; 0 turns it off "
+                          "[default: 1073741824]."),
+        click.option("--spool-fsync", metavar="BOOL",
+                     help="fsync each spooled batch (true/false) [default: true]."),
         click.option("--http", metavar="HOST:PORT",
                      help="HTTP API: health, metrics, search, live tail; 'off' turns it off "
                           "[default: 127.0.0.1:8514]."),

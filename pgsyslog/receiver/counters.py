@@ -16,6 +16,8 @@ class Counters:
     unrouted: int = 0  # rows committed into syslog.unrouted
     rejected: int = 0  # rows refused by both tables: logged, not stored
     retried: int = 0  # batch writes retried after a connection error
+    spooled: int = 0  # rows written to the disk spool while the database was away
+    replayed: int = 0  # rows brought from the spool into the database
     batches: int = 0  # COPY batches committed
     connections_opened: int = 0
     connections_closed: int = 0

@@ -14,13 +14,27 @@ from collections.abc import Callable
 
 from pgsyslog.record import Record
 
+# What a queued record costs in memory besides its text: the Record object, its strings
+# headers and datetimes (tracemalloc measures about 450 bytes; the rest is allocator slack).
+RECORD_OVERHEAD = 1000
+
+
+def record_size(record: Record) -> int:
+    """Approximate bytes of memory a queued record holds."""
+    raw = record.raw
+    return RECORD_OVERHEAD + len(record.message) + (len(raw) if raw is not None else 0)
+
 
 class RecordQueue:
-    def __init__(self, maxsize: int, batch_rows: int) -> None:
+    """Bounded by a number of records and by their approximate size in bytes."""
+
+    def __init__(self, maxsize: int, batch_rows: int, max_bytes: int = 1 << 62) -> None:
         self.maxsize = maxsize
+        self.max_bytes = max_bytes
         self.batch_rows = batch_rows
-        # Paused readers resume once the queue is back under this mark, so that they do not
-        # flap between paused and reading on every batch.
+        self.bytes = 0
+        # Paused readers resume once the queue is back under half of both bounds, so that
+        # they do not flap between paused and reading on every batch.
         self.resume_mark = maxsize // 2
         self._items: deque[Record] = deque()
         self._not_empty = asyncio.Event()
@@ -32,12 +46,16 @@ class RecordQueue:
         return len(self._items)
 
     def full(self) -> bool:
-        return len(self._items) >= self.maxsize
+        return len(self._items) >= self.maxsize or self.bytes >= self.max_bytes
+
+    def _has_room_again(self) -> bool:
+        return len(self._items) <= self.resume_mark and self.bytes <= self.max_bytes // 2
 
     def put(self, record: Record) -> None:
-        """Add a record even past maxsize (a reader's last chunk); readers check full()."""
+        """Add a record even past the bounds (a reader's last chunk); readers check full()."""
         items = self._items
         items.append(record)
+        self.bytes += record_size(record)
         n = len(items)
         if n == 1:
             self._not_empty.set()
@@ -45,7 +63,7 @@ class RecordQueue:
             self._batch_ready.set()
 
     def offer(self, record: Record) -> bool:
-        if len(self._items) >= self.maxsize:
+        if self.full():
             return False
         self.put(record)
         return True
@@ -61,6 +79,7 @@ class RecordQueue:
 
     def take_all(self) -> list[Record]:
         items, self._items = list(self._items), deque()
+        self.bytes = 0
         return items
 
     async def get_batch(self, max_age: float) -> list[Record]:
@@ -75,11 +94,12 @@ class RecordQueue:
         items = self._items
         n = min(len(items), self.batch_rows)
         batch = [items.popleft() for _ in range(n)]
+        self.bytes -= sum(record_size(r) for r in batch)
         if len(items) < self.batch_rows and not self._closed:
             self._batch_ready.clear()
         if not items and not self._closed:
             self._not_empty.clear()
-        if self._room_callbacks and len(items) <= self.resume_mark:
+        if self._room_callbacks and self._has_room_again():
             callbacks, self._room_callbacks = self._room_callbacks, []
             for callback in callbacks:
                 callback()

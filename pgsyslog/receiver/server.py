@@ -25,11 +25,12 @@ from pgsyslog.receiver.queue import RecordQueue
 from pgsyslog.receiver.scheduler import MaintenanceSchedule
 from pgsyslog.receiver.state import Listening, ReceiverState
 from pgsyslog.receiver.tcp import SyslogStreamProtocol, make_tls_context
-from pgsyslog.receiver.udp import UdpListener
-from pgsyslog.receiver.writer import BatchWriter
+from pgsyslog.receiver.udp import UdpListener, kernel_drops
+from pgsyslog.receiver.writer import BatchWriter, Outage
 from pgsyslog.record import Transport
 from pgsyslog.storage import database, migrate
 from pgsyslog.storage.maintenance import MaintenanceResult, run_maintenance
+from pgsyslog.storage.spool import Spool
 
 if TYPE_CHECKING:
     from pgsyslog.http import HttpServer
@@ -63,7 +64,7 @@ class Receiver:
     def __init__(self, config: Config, out: TextIO = sys.stdout) -> None:
         self.config = config
         self.out = out
-        self.queue = RecordQueue(config.queue_size, config.batch_rows)
+        self.queue = RecordQueue(config.queue_size, config.batch_rows, config.queue_bytes)
         self.state = ReceiverState(self.queue)
         zones = ZoneResolver(config.default_zone, config.source_timezones)
         self.intake = Intake(self.queue, self.state.counters, zones, config.max_frame_length)
@@ -88,13 +89,17 @@ class Receiver:
                 for server in self._stream_servers:
                     server.close()
                 await asyncio.to_thread(self._stop_database)
-        log.info("stopped: %s", self.state.counters.as_dict())
+        log.info("stopped: %s, kernel_udp_drops=%d", self.state.counters.as_dict(),
+                 self.state.kernel_udp_drops())
 
     async def _serve(self, dsn: str) -> None:
         max_age = self.config.batch_age_ms / 1000
+        outage = Outage(self._spool(), self._spool_size)
         writers = [BatchWriter(dsn, self.queue, self.state.counters, max_age,
-                               self.state.observe_batch)
+                               self.state.observe_batch, outage)
                    for _ in range(self.config.writers)]
+        # What an earlier run spooled goes in before anything new is read.
+        await writers[0].replay_spool()
         writer_tasks = [asyncio.create_task(w.run(), name=f"writer {i}")
                         for i, w in enumerate(writers)]
         for task in writer_tasks:
@@ -103,6 +108,8 @@ class Receiver:
             await server.start_serving()
         for listener in self._udp:
             listener.start()
+        inodes = {listener.inode for listener in self._udp}
+        self.state.kernel_udp_drops = lambda: kernel_drops(inodes)
         schedule = MaintenanceSchedule(dsn, self.config, self._maintained)
         schedule.start()
         http = await self._start_http()
@@ -119,6 +126,17 @@ class Receiver:
         for writer in writers:
             writer.close(deadline)
         await asyncio.gather(*writer_tasks)
+
+    def _spool(self) -> Spool | None:
+        cfg = self.config
+        if cfg.spool_max_bytes <= 0:
+            return None
+        spool = Spool(cfg.data_dir / "spool", cfg.spool_max_bytes, cfg.spool_fsync)
+        self._spool_size(spool.pending)
+        return spool
+
+    def _spool_size(self, pending: int) -> None:
+        self.state.spool_bytes = pending
 
     def _maintained(self, result: MaintenanceResult) -> None:
         self.state.maintenance_runs += 1

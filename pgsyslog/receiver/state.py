@@ -31,6 +31,8 @@ class ReceiverState:
     maintenance_runs: int = 0
     partitions_dropped: int = 0
     batch_observers: list[BatchObserver] = field(default_factory=list)
+    # Datagrams the kernel dropped on our UDP sockets before we could read them.
+    kernel_udp_drops: Callable[[], int] = lambda: 0
 
     def observe_batch(self, rows: int, seconds: float) -> None:
         for observer in self.batch_observers:

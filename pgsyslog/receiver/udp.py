@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import time
 from typing import Any, cast
@@ -36,6 +37,24 @@ def set_receive_buffer(sock: socket.socket, size: int) -> int:
     return granted
 
 
+def kernel_drops(inodes: set[int], tables: tuple[str, ...] = ("/proc/net/udp",
+                                                              "/proc/net/udp6")) -> int:
+    """Datagrams the kernel dropped for these sockets (its buffer was full), from /proc."""
+    total = 0
+    for table in tables:
+        try:
+            with open(table) as fh:
+                next(fh, None)  # header
+                for line in fh:
+                    fields = line.split()
+                    # ... uid timeout inode ref pointer drops
+                    if len(fields) >= 13 and int(fields[9]) in inodes:
+                        total += int(fields[12])
+        except OSError:
+            continue  # not Linux, or no IPv6
+    return total
+
+
 class UdpListener:
     def __init__(self, stream: Any, intake: Intake) -> None:
         self.stream = stream
@@ -47,6 +66,10 @@ class UdpListener:
         stream = await asyncio_dgram.bind((endpoint.host, endpoint.port))
         set_receive_buffer(cast(socket.socket, stream.socket), receive_buffer)
         return cls(stream, intake)
+
+    @property
+    def inode(self) -> int:
+        return os.fstat(self.stream.socket.fileno()).st_ino
 
     @property
     def sockname(self) -> tuple[Any, ...]:
