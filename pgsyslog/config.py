@@ -40,10 +40,16 @@ class Endpoint:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
 @dataclass(frozen=True, slots=True)
 class SourceZone:
-    network: ipaddress.IPv4Network | ipaddress.IPv6Network
+    network: Network
     zone: ZoneInfo
+
+    def __str__(self) -> str:
+        return f"{self.network}={self.zone}"
 
 
 def default_data_dir() -> Path:
@@ -102,6 +108,12 @@ class Config:
     default_tz: str = field(default_factory=machine_zone_name)
     source_timezones: tuple[SourceZone, ...] = ()
     shutdown_timeout: float = 30.0
+    # Limits against broken or hostile senders.
+    max_connections: int = 1000  # TCP and TLS together; more are refused
+    idle_timeout: float = 86400.0  # close a connection silent this long; 0 never
+    udp_allow: tuple[Network, ...] = ()  # allowed source networks; empty: everyone
+    tcp_allow: tuple[Network, ...] = ()
+    tls_allow: tuple[Network, ...] = ()
     # Batches the database cannot take wait on disk under data_dir/spool, up to this size.
     spool_max_bytes: int = 1024 * MIB
     spool_fsync: bool = True
@@ -181,6 +193,27 @@ def _positive_float(value: Any) -> float:
     return number
 
 
+def _seconds_or_zero(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a number of seconds, got {value!r}") from None
+    if number < 0:
+        raise ValueError(f"must be 0 (off) or more, got {number}")
+    return number
+
+
+def _network(text: str) -> Network:
+    try:
+        return ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a network such as 10.1.0.0/16") from None
+
+
+def _networks(value: Any) -> tuple[Network, ...]:
+    return tuple(_network(str(item)) for item in _as_list(value))
+
+
 def _retention(value: Any) -> int:
     if isinstance(value, str) and value.strip().lower() == "forever":
         return 0
@@ -217,11 +250,7 @@ def _source_timezones(value: Any) -> tuple[SourceZone, ...]:
             pairs.append((cidr, zone))
     result = []
     for cidr, zone in pairs:
-        try:
-            network = ipaddress.ip_network(str(cidr).strip(), strict=False)
-        except ValueError:
-            raise ValueError(f"{cidr!r} is not a network such as 10.1.0.0/16") from None
-        result.append(SourceZone(network, ZoneInfo(_zone_name(zone))))
+        result.append(SourceZone(_network(str(cidr)), ZoneInfo(_zone_name(zone))))
     # Most specific network first, so that the first match is the best one.
     return tuple(sorted(result, key=lambda s: -s.network.prefixlen))
 
@@ -265,6 +294,11 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "default_tz": _zone_name,
     "source_timezones": _source_timezones,
     "shutdown_timeout": _positive_float,
+    "max_connections": _int_at_least(1),
+    "idle_timeout": _seconds_or_zero,
+    "udp_allow": _networks,
+    "tcp_allow": _networks,
+    "tls_allow": _networks,
     "spool_max_bytes": _int_at_least(0),
     "spool_fsync": _boolean,
     "http": _optional_endpoint,

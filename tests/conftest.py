@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from pki import Pki, make_pki
 from psycopg.conninfo import make_conninfo
 
 from helpers import ServerProcess, start_server
@@ -62,6 +63,14 @@ def dsn(empty_dsn: str) -> str:
     with database.connect(empty_dsn, autocommit=True) as conn:
         partitions.ensure_partitions(conn, datetime.now(UTC).date(), 3)
     return empty_dsn
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    """A CA with server and client certificates, and a client certificate of another CA."""
+    directory = tmp_path / "pki"
+    directory.mkdir()
+    return make_pki(directory)
 
 
 @pytest.fixture

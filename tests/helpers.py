@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import signal
@@ -67,6 +68,14 @@ class ServerProcess:
     @property
     def log(self) -> str:
         return "\n".join(self.output + self.errors)
+
+    def final_counters(self) -> dict[str, int]:
+        """The counters serve logs when it has stopped."""
+        for line in reversed(self.errors):
+            if "stopped: {" in line:
+                counters = line.split("stopped: ", 1)[1].rsplit(", kernel_udp_drops=", 1)[0]
+                return dict(ast.literal_eval(counters))
+        raise AssertionError(f"serve logged no counters: {self.log}")
 
 
 def start_server(args: list[str], env: dict[str, str] | None = None) -> ServerProcess:

@@ -69,3 +69,23 @@ def test_unterminated_last_line_is_a_frame_at_end_of_stream() -> None:
     assert frames_of([b"<13>first\n<13>no newline"]) == [
         Frame(b"<13>first"), Frame(b"<13>no newline")
     ]
+
+
+def test_an_octet_count_above_the_ceiling_ends_the_stream() -> None:
+    decoder = SyslogStreamDecoder(100)
+    assert decoder.feed(b"3 abc999999999 xyz") == [Frame(b"abc")]
+    assert decoder.error is not None and "ceiling" in decoder.error
+    assert decoder.feed(b"3 def") == []  # nothing more is read from a broken stream
+    assert decoder.flush() == []
+
+
+def test_digits_that_are_not_a_count_end_an_octet_counted_stream() -> None:
+    decoder = SyslogStreamDecoder(100)
+    assert decoder.feed(b"3 abc12x4 junk\n") == [Frame(b"abc")]
+    assert decoder.error == "expected an octet count, got b'12x4 junk\\n'"
+
+
+def test_lines_starting_with_digits_are_fine_before_any_octet_count() -> None:
+    decoder = SyslogStreamDecoder(100)
+    assert decoder.feed(b"12x4 a line\n") == [Frame(b"12x4 a line")]
+    assert decoder.error is None

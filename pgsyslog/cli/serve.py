@@ -53,6 +53,17 @@ def serve_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Zone for senders in CIDR, e.g. 10.1.0.0/16=Europe/Berlin (repeatable)."),
         click.option("--shutdown-timeout", metavar="SECONDS",
                      help="Longest time a stop may spend writing what was received [default: 30]."),
+        click.option("--max-connections", metavar="N",
+                     help="TCP and TLS connections open at once; more are refused "
+                          "[default: 1000]."),
+        click.option("--idle-timeout", metavar="SECONDS",
+                     help="Close a connection silent this long; 0 never [default: 86400]."),
+        click.option("--udp-allow", metavar="CIDR[,CIDR...]",
+                     help="Only these source networks may send over UDP [default: all]."),
+        click.option("--tcp-allow", metavar="CIDR[,CIDR...]",
+                     help="Only these source networks may connect over TCP [default: all]."),
+        click.option("--tls-allow", metavar="CIDR[,CIDR...]",
+                     help="Only these source networks may connect over TLS [default: all]."),
         click.option("--spool-max-bytes", metavar="BYTES",
                      help="Disk spool for database outages, under --data-dir; 0 turns it off "
                           "[default: 1073741824]."),

@@ -19,8 +19,12 @@ class Counters:
     spooled: int = 0  # rows written to the disk spool while the database was away
     replayed: int = 0  # rows brought from the spool into the database
     batches: int = 0  # COPY batches committed
+    dropped_not_allowed: int = 0  # UDP datagrams from sources outside udp_allow
     connections_opened: int = 0
     connections_closed: int = 0
+    connections_refused: int = 0  # not allowed, or max_connections reached
+    tls_handshake_failed: int = 0  # garbage, plain text or a bad certificate on a TLS port
+    framing_errors: int = 0  # connections closed because their framing was lost
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)

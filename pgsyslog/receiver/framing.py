@@ -4,6 +4,10 @@ Each frame is detected on its own: ``LEN SP MSG`` (octet counting) when the fram
 with digits followed by a space, otherwise a line ended by LF (non-transparent framing).
 Frames are bounded by ``max_length``: a longer one is cut to that length, marked as
 truncated, and the rest of it is skipped; nothing is ever buffered without limit.
+
+Two things end a stream (``error`` says why; the connection should be closed): an octet
+count above MAX_OCTET_COUNT, and, once a stream has used octet counting, a frame that
+starts with digits that are not a count ("12x", "012 "): its framing is lost.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ from typing import NamedTuple
 MAX_COUNT_DIGITS = 9
 _OCTET_COUNT = re.compile(rb"([1-9][0-9]{0,%d}) " % (MAX_COUNT_DIGITS - 1))
 _DIGITS_SO_FAR = re.compile(rb"[0-9]{1,%d}" % MAX_COUNT_DIGITS)
+# No syslog message is this long: a larger count is garbage or an attack, not a frame to
+# skip through.
+MAX_OCTET_COUNT = 64 * 1024 * 1024
 
 
 class Frame(NamedTuple):
@@ -34,6 +41,8 @@ class SyslogStreamDecoder:
         self._need = 1
         self._skip = 0  # bytes of an octet-counted frame still to discard after a cut
         self._partial: bytes | None = None  # head of an LF frame that was cut; skip to LF
+        self._counting = False  # the stream has sent an octet-counted frame
+        self.error: str | None = None  # why the stream cannot be framed any further
 
     @property
     def buffered(self) -> int:
@@ -46,7 +55,7 @@ class SyslogStreamDecoder:
             self._skip -= n
             chunk = chunk[n:]
         buf += chunk
-        if len(buf) < self._need and b"\n" not in chunk:
+        if self.error is not None or (len(buf) < self._need and b"\n" not in chunk):
             return []
         frames: list[Frame] = []
         consumed = self._split(bytes(buf), frames)
@@ -54,9 +63,11 @@ class SyslogStreamDecoder:
         return frames
 
     def flush(self) -> list[Frame]:
-        """At end of stream: an unterminated last line is still a frame."""
+        """At end of stream: an unterminated last line is still a frame (not after an error)."""
         frames = []
-        if self._partial is not None:
+        if self.error is not None:
+            pass  # what follows a framing error is not a message
+        elif self._partial is not None:
             frames.append(Frame(self._partial, truncated=True))
         elif self._buffer and not self._skip:
             data = bytes(self._buffer)
@@ -84,6 +95,10 @@ class SyslogStreamDecoder:
             count = _OCTET_COUNT.match(data, pos)
             if count is not None:
                 size = int(count.group(1))
+                if size > MAX_OCTET_COUNT:
+                    self.error = f"octet count {size} is above the {MAX_OCTET_COUNT} ceiling"
+                    return pos
+                self._counting = True
                 start = count.end()
                 keep = size if size <= max_length else max_length
                 if end - start < keep:
@@ -99,6 +114,9 @@ class SyslogStreamDecoder:
                 continue
             if _DIGITS_SO_FAR.fullmatch(data, pos):
                 return pos  # only digits so far: the framing cannot be told yet
+            if self._counting and 48 <= data[pos] <= 57:
+                self.error = f"expected an octet count, got {data[pos : pos + 12]!r}"
+                return pos
             newline = data.find(b"\n", pos, pos + max_length + 1)
             if newline >= 0:
                 append(Frame(data[pos:newline]))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import signal
 import sys
@@ -20,14 +21,15 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, TextIO
 
 from pgsyslog.config import Config, Endpoint
+from pgsyslog.receiver.access import AllowList
 from pgsyslog.receiver.intake import Intake, ZoneResolver
 from pgsyslog.receiver.queue import RecordQueue
 from pgsyslog.receiver.scheduler import MaintenanceSchedule
 from pgsyslog.receiver.state import Listening, ReceiverState
-from pgsyslog.receiver.tcp import SyslogStreamProtocol, make_tls_context
+from pgsyslog.receiver.tcp import StreamListener, SyslogStreamProtocol
+from pgsyslog.receiver.tls import TlsServer, make_tls_context
 from pgsyslog.receiver.udp import UdpListener, kernel_drops
 from pgsyslog.receiver.writer import BatchWriter, Outage
-from pgsyslog.record import Transport
 from pgsyslog.storage import database, migrate
 from pgsyslog.storage.maintenance import MaintenanceResult, run_maintenance
 from pgsyslog.storage.spool import Spool
@@ -66,9 +68,10 @@ class Receiver:
         self.out = out
         self.queue = RecordQueue(config.queue_size, config.batch_rows, config.queue_bytes)
         self.state = ReceiverState(self.queue)
+        self.state.registry.max_connections = config.max_connections
         zones = ZoneResolver(config.default_zone, config.source_timezones)
         self.intake = Intake(self.queue, self.state.counters, zones, config.max_frame_length)
-        self._stream_servers: list[asyncio.Server] = []
+        self._stream_servers: list[asyncio.Server | TlsServer] = []
         self._udp: list[UdpListener] = []
         self._embedded: database.EmbeddedDatabase | None = None
         self._stop = asyncio.Event()
@@ -112,11 +115,13 @@ class Receiver:
         self.state.kernel_udp_drops = lambda: kernel_drops(inodes)
         schedule = MaintenanceSchedule(dsn, self.config, self._maintained)
         schedule.start()
+        idle_sweeper = asyncio.create_task(self._close_idle_connections(), name="idle")
         http = await self._start_http()
         self.state.serving = True
         self._announce(dsn)
         await self._stop.wait()
         self.state.serving = False
+        idle_sweeper.cancel()
         schedule.shutdown()
         if http is not None:
             await http.close()
@@ -126,6 +131,15 @@ class Receiver:
         for writer in writers:
             writer.close(deadline)
         await asyncio.gather(*writer_tasks)
+
+    async def _close_idle_connections(self) -> None:
+        idle_timeout = self.config.idle_timeout
+        if idle_timeout <= 0:
+            return
+        while True:
+            # A connection is closed between idle_timeout and 1.25 × idle_timeout of silence.
+            await asyncio.sleep(min(idle_timeout / 4, 60.0))
+            self.state.registry.close_idle(idle_timeout)
 
     def _spool(self) -> Spool | None:
         cfg = self.config
@@ -174,13 +188,23 @@ class Receiver:
             try:
                 if transport == "udp":
                     listener = await UdpListener.bind(endpoint, self.intake,
-                                                      cfg.udp_receive_buffer)
+                                                      cfg.udp_receive_buffer,
+                                                      AllowList(cfg.udp_allow))
                     self._udp.append(listener)
                     bound = listener.sockname
+                elif transport == "tls":
+                    assert tls_context is not None
+                    shared = StreamListener(transport, self.intake, self.state.registry,
+                                            AllowList(cfg.tls_allow))
+                    tls_server = TlsServer.bind(endpoint, shared, tls_context)
+                    self._stream_servers.append(tls_server)
+                    bound = tls_server.sockets[0].getsockname()
                 else:
+                    shared = StreamListener(transport, self.intake, self.state.registry,
+                                            AllowList(cfg.tcp_allow))
                     server = await loop.create_server(
-                        self._protocol_factory(transport), endpoint.host, endpoint.port,
-                        ssl=tls_context if transport == "tls" else None,
+                        functools.partial(SyslogStreamProtocol, shared), endpoint.host,
+                        endpoint.port,
                         start_serving=False, backlog=1024,
                     )
                     self._stream_servers.append(server)
@@ -188,10 +212,6 @@ class Receiver:
             except OSError as e:
                 raise bind_error(transport, endpoint, e) from None
             self.state.listening.append(Listening(transport, Endpoint(endpoint.host, bound[1])))
-
-    def _protocol_factory(self, transport: Transport) -> Callable[[], SyslogStreamProtocol]:
-        intake, registry = self.intake, self.state.registry
-        return lambda: SyslogStreamProtocol(intake, registry, transport)
 
     def _prepare_database(self) -> str:
         cfg = self.config

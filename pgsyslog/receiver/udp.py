@@ -12,6 +12,7 @@ from typing import Any, cast
 import asyncio_dgram
 
 from pgsyslog.config import Endpoint
+from pgsyslog.receiver.access import AllowList, OncePerPeer
 from pgsyslog.receiver.intake import Intake, peer_ip
 
 log = logging.getLogger(__name__)
@@ -56,16 +57,18 @@ def kernel_drops(inodes: set[int], tables: tuple[str, ...] = ("/proc/net/udp",
 
 
 class UdpListener:
-    def __init__(self, stream: Any, intake: Intake) -> None:
+    def __init__(self, stream: Any, intake: Intake, allow: AllowList) -> None:
         self.stream = stream
         self.intake = intake
+        self.allow = allow
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
-    async def bind(cls, endpoint: Endpoint, intake: Intake, receive_buffer: int) -> UdpListener:
+    async def bind(cls, endpoint: Endpoint, intake: Intake, receive_buffer: int,
+                   allow: AllowList) -> UdpListener:
         stream = await asyncio_dgram.bind((endpoint.host, endpoint.port))
         set_receive_buffer(cast(socket.socket, stream.socket), receive_buffer)
-        return cls(stream, intake)
+        return cls(stream, intake, allow)
 
     @property
     def inode(self) -> int:
@@ -80,13 +83,20 @@ class UdpListener:
         self._task = asyncio.create_task(self._serve(), name=f"udp {self.sockname}")
 
     async def _serve(self) -> None:
-        recv, offer = self.stream.recv, self.intake.offer
+        recv, offer, allows = self.stream.recv, self.intake.offer, self.allow.allows
+        counters = self.intake.counters
+        refusals = OncePerPeer(log)
         while True:
             try:
                 data, addr = await recv()
             except asyncio_dgram.TransportClosed:
                 return
-            offer(data, peer_ip(addr))
+            source = peer_ip(addr)
+            if allows(source):
+                offer(data, source)
+            else:
+                counters.dropped_not_allowed += 1
+                refusals.warning(source, "dropping UDP from %s: not in udp_allow", source)
 
     async def stop(self, deadline: float) -> None:
         """Take in what has already arrived (until ``deadline``, monotonic), then close."""
