@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from helpers import query
 from pgsyslog.receiver.counters import Counters
 from pgsyslog.receiver.queue import RecordQueue
-from pgsyslog.receiver.writer import BatchWriter
+from pgsyslog.receiver.writer import BatchWriter, Outage
 from pgsyslog.record import Record
+from pgsyslog.storage.spool import Spool
 
 
 def record(message: str, severity: int = 5, when: datetime | None = None) -> Record:
@@ -19,12 +22,12 @@ def record(message: str, severity: int = 5, when: datetime | None = None) -> Rec
                   message, "rfc5424", "tcp", "192.0.2.7", None, None)
 
 
-def write(dsn: str, batch: list[Record], writer_class: type[BatchWriter] = BatchWriter
-          ) -> Counters:
+def write(dsn: str, batch: list[Record], writer_class: type[BatchWriter] = BatchWriter,
+          spool: Spool | None = None) -> Counters:
     counters = Counters()
 
     async def run() -> None:
-        writer = writer_class(dsn, RecordQueue(100, 10), counters, 0.05)
+        writer = writer_class(dsn, RecordQueue(100, 10), counters, 0.05, None, Outage(spool))
         await writer.write(batch)
         writer.close(0.0)
         await writer.run()
@@ -33,13 +36,18 @@ def write(dsn: str, batch: list[Record], writer_class: type[BatchWriter] = Batch
     return counters
 
 
-def test_one_poison_row_does_not_sink_the_batch(dsn: str) -> None:
+def test_one_poison_row_does_not_sink_the_batch(dsn: str, tmp_path: Path) -> None:
     batch = [record(f"good {i}") for i in range(7)]
     batch.insert(3, record("severity out of range", severity=9))
-    counters = write(dsn, batch)
+    spool = Spool(tmp_path, max_bytes=10**9)
+    counters = write(dsn, batch, spool=spool)
     assert (counters.written, counters.rejected) == (7, 1)
     assert query(dsn, "SELECT count(*) FROM syslog.messages WHERE message LIKE 'good %'") == [
         (7,)]
+    # refused by syslog.messages and by syslog.unrouted: kept in the rejects file
+    rejected = json.loads(spool.rejects_path.read_text())
+    assert rejected["record"]["message"] == "severity out of range"
+    assert "severity_check" in rejected["error"]
 
 
 def test_missing_partition_is_made_and_the_row_written(dsn: str) -> None:
