@@ -17,11 +17,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from pki import Pki, make_pki
 from psycopg.conninfo import make_conninfo
 
 from helpers import ServerProcess, start_server
 from pgsyslog.storage import database, migrate, partitions
+from pki import Pki, make_pki
 
 
 @pytest.fixture(scope="session")

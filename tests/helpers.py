@@ -74,7 +74,8 @@ class ServerProcess:
         for line in reversed(self.errors):
             if "stopped: {" in line:
                 counters = line.split("stopped: ", 1)[1].rsplit(", kernel_udp_drops=", 1)[0]
-                return dict(ast.literal_eval(counters))
+                return {k: v for k, v in ast.literal_eval(counters).items()
+                        if isinstance(v, int)}
         raise AssertionError(f"serve logged no counters: {self.log}")
 
 

@@ -8,10 +8,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pki import Pki
 from test_tls import tls_send
 
 from helpers import ServerProcess, query, send_tcp, wait_for_rows
+from pki import Pki
 
 
 def closed_by_server(s: socket.socket, within: float) -> bool:

@@ -7,10 +7,10 @@ import ssl
 from collections.abc import Callable
 
 import pytest
-from pki import Issued, Pki
 
 from helpers import ServerProcess, query, wait_for_rows
 from pgsyslog.receiver.tls import make_tls_context
+from pki import Issued, Pki
 
 
 def tls_send(port: int, pki: Pki, payload: bytes, client: Issued | None = None) -> None:

@@ -12,7 +12,10 @@ from pgsyslog import __version__
 from pgsyslog.cli.db import db, dsn
 from pgsyslog.cli.parse import parse
 from pgsyslog.cli.partitions import partitions
+from pgsyslog.cli.search import search
 from pgsyslog.cli.serve import check_config, serve
+from pgsyslog.cli.stats import stats
+from pgsyslog.cli.tail import tail
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,7 +24,7 @@ def cli() -> None:
     """A syslog receiver that stores every message in day-partitioned PostgreSQL."""
 
 
-for command in (serve, check_config, parse, dsn, db, partitions):
+for command in (serve, check_config, parse, dsn, db, partitions, search, tail, stats):
     cli.add_command(command)
 
 

@@ -8,21 +8,13 @@ import click
 
 from pgsyslog.cli.db import database_url
 from pgsyslog.cli.options import database_options, with_config
+from pgsyslog.cli.output import human_size
 from pgsyslog.config import Config
 
 
 @click.group()
 def partitions() -> None:
     """Day partitions of syslog.messages."""
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 @partitions.command("list")
@@ -39,9 +31,9 @@ def list_(config: Config) -> None:
                f"{'size':>10}")
     for p in infos:
         click.echo(f"{p.name:<20} {p.range_start:%Y-%m-%d %H:%M} {p.range_end:%Y-%m-%d %H:%M} "
-                   f"{p.row_estimate:>12,} {_size(p.size_bytes):>10}")
+                   f"{p.row_estimate:>12,} {human_size(p.size_bytes):>10}")
     click.echo(f"{len(infos)} partition(s), {sum(p.row_estimate for p in infos):,} rows "
-               f"(est.), {_size(sum(p.size_bytes for p in infos))}")
+               f"(est.), {human_size(sum(p.size_bytes for p in infos))}")
 
 
 @partitions.command()

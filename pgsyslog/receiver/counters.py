@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 
 @dataclass(slots=True)
 class Counters:
     received: int = 0  # messages handed to the parser (frames, datagrams)
+    received_by_transport: dict[str, int] = field(default_factory=dict)  # udp, tcp, tls
+    parsed_by_format: dict[str, int] = field(default_factory=dict)  # rfc5424, rfc3164, ...
     dropped_empty: int = 0  # empty or whitespace-only messages, never stored
     dropped_queue_full: int = 0  # UDP datagrams dropped because the queue was full
     parse_failed: int = 0  # records stored with a parse_error
@@ -26,5 +28,5 @@ class Counters:
     tls_handshake_failed: int = 0  # garbage, plain text or a bad certificate on a TLS port
     framing_errors: int = 0  # connections closed because their framing was lost
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, int | dict[str, int]]:
         return asdict(self)

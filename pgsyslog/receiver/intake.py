@@ -70,12 +70,16 @@ class Intake:
     def parse(self, data: bytes, ctx: ParseContext, truncated: bool = False) -> Record | None:
         counters = self.counters
         counters.received += 1
+        by_transport = counters.received_by_transport
+        by_transport[ctx.transport] = by_transport.get(ctx.transport, 0) + 1
         if len(data) > self.max_length:
             data, truncated = data[: self.max_length], True
         record = parse_message(data, ctx)
         if record is None:
             counters.dropped_empty += 1
             return None
+        by_format = counters.parsed_by_format
+        by_format[record.format] = by_format.get(record.format, 0) + 1
         if truncated:
             counters.truncated += 1
             record.add_error(f"message truncated to max_frame_length ({self.max_length} bytes)",
