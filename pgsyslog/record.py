@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 Format: TypeAlias = Literal["rfc5424", "rfc3164", "custom", "raw"]
 Transport: TypeAlias = Literal["udp", "tcp", "tls", "stdin"]
@@ -50,3 +50,24 @@ class Record:
         """Mark the record as only partly understood, keeping the original bytes."""
         self.parse_error = reason if self.parse_error is None else f"{self.parse_error}; {reason}"
         self.raw = data
+
+
+def record_fields(record: Record) -> dict[str, Any]:
+    """The JSON form of what a message says: every field but raw, transport and source_ip.
+
+    This is what `pgsyslog parse` prints; times are ISO 8601 with their offset.
+    """
+    return {
+        "received_at": record.received_at.isoformat(),
+        "event_time": None if record.event_time is None else record.event_time.isoformat(),
+        "facility": record.facility,
+        "severity": record.severity,
+        "hostname": record.hostname,
+        "app_name": record.app_name,
+        "procid": record.procid,
+        "msgid": record.msgid,
+        "structured_data": record.structured_data,
+        "message": record.message,
+        "format": record.format,
+        "parse_error": record.parse_error,
+    }

@@ -57,8 +57,8 @@ def test_serve_without_listeners_is_a_usage_error() -> None:
     assert "give at least one listener" in result.output
 
 
-@pytest.mark.parametrize("command", [[], ["serve"], ["parse"], ["dsn"], ["db", "upgrade"], ["search"],
-                                     ["tail"], ["stats"], ["partitions", "list"],
+@pytest.mark.parametrize("command", [[], ["serve"], ["parse"], ["dsn"], ["db", "upgrade"],
+                                     ["search"], ["tail"], ["stats"], ["partitions", "list"],
                                      ["check-config"]])
 def test_help_opens_no_database(command: list[str]) -> None:
     result = pgsyslog(*command, "--help", env={**os.environ, "PGSYSLOG_DSN": UNREACHABLE_DSN})

@@ -19,9 +19,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from pgsyslog.cli.parse import record_fields
 from pgsyslog.receiver.parsers import parse_message
-from pgsyslog.record import ParseContext
+from pgsyslog.record import ParseContext, record_fields
 
 CONFORMANCE = Path(__file__).parent / "data" / "conformance"
 

@@ -10,9 +10,8 @@ from zoneinfo import ZoneInfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pgsyslog.cli.parse import record_fields
 from pgsyslog.receiver.parsers import FORMAT_CHOICES, FormatChoice, parse_message
-from pgsyslog.record import FORMATS, ParseContext, Record
+from pgsyslog.record import FORMATS, ParseContext, Record, record_fields
 
 PEER = "192.0.2.50"
 CTX = ParseContext(

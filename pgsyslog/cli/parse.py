@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, tzinfo
-from typing import Any, BinaryIO, cast
+from typing import BinaryIO, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
@@ -19,7 +19,7 @@ import click
 from pgsyslog.cli.options import OneLineBadParameter
 from pgsyslog.config import machine_zone_name
 from pgsyslog.receiver.parsers import FORMAT_CHOICES, FormatChoice, parse_message
-from pgsyslog.record import ParseContext, Record
+from pgsyslog.record import ParseContext, Record, record_fields
 
 READ_SIZE = 1 << 16  # bytes per read of standard input; each read's lines are written at once
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -98,24 +98,6 @@ def _line_batches(stream: BinaryIO) -> Iterator[list[bytes]]:
         yield lines
     if pending:
         yield [b"".join(pending)]
-
-
-def record_fields(record: Record) -> dict[str, Any]:
-    """What ``parse`` prints for a record: every field but raw, transport and source_ip."""
-    return {
-        "received_at": record.received_at.isoformat(),
-        "event_time": None if record.event_time is None else record.event_time.isoformat(),
-        "facility": record.facility,
-        "severity": record.severity,
-        "hostname": record.hostname,
-        "app_name": record.app_name,
-        "procid": record.procid,
-        "msgid": record.msgid,
-        "structured_data": record.structured_data,
-        "message": record.message,
-        "format": record.format,
-        "parse_error": record.parse_error,
-    }
 
 
 def _json_line(record: Record) -> bytes:

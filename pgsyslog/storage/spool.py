@@ -28,7 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pgsyslog.record import Record
+from pgsyslog.record import Record, record_fields
 
 log = logging.getLogger(__name__)
 
@@ -36,21 +36,11 @@ _HEADER = struct.Struct(">II")
 
 
 def record_to_json(record: Record) -> dict[str, Any]:
+    """Every field of the record, JSON-ready (raw in base64)."""
     return {
-        "received_at": record.received_at.isoformat(),
-        "event_time": None if record.event_time is None else record.event_time.isoformat(),
-        "facility": record.facility,
-        "severity": record.severity,
-        "hostname": record.hostname,
-        "app_name": record.app_name,
-        "procid": record.procid,
-        "msgid": record.msgid,
-        "structured_data": record.structured_data,
-        "message": record.message,
-        "format": record.format,
+        **record_fields(record),
         "transport": record.transport,
         "source_ip": record.source_ip,
-        "parse_error": record.parse_error,
         "raw": None if record.raw is None else base64.b64encode(record.raw).decode(),
     }
 
