@@ -17,6 +17,20 @@ StructuredData: TypeAlias = dict[str, dict[str, SDValue]]
 
 FORMATS: tuple[Format, ...] = ("rfc5424", "rfc3164", "custom", "raw")
 
+# Severity words, matched without regard to case: the custom line format's level names
+# and the CLI's --severity filter read the same table. The first name is the one shown.
+SEVERITY_NAMES: dict[str, int] = {
+    "emerg": 0, "emergency": 0, "panic": 0,
+    "alert": 1,
+    "crit": 2, "critical": 2, "fatal": 2,
+    "err": 3, "error": 3,
+    "warning": 4, "warn": 4,
+    "notice": 5,
+    "info": 6, "informational": 6,
+    "debug": 7, "trace": 7,
+}  # fmt: skip
+SEVERITY_LABELS = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
+
 
 @dataclass(frozen=True, slots=True)
 class ParseContext:

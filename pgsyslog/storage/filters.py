@@ -11,18 +11,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, tzinfo
 
-# RFC 5424 severities; the first name of each is the one shown.
-SEVERITY_NAMES: dict[str, int] = {
-    "emerg": 0, "emergency": 0, "panic": 0,
-    "alert": 1,
-    "crit": 2, "critical": 2,
-    "err": 3, "error": 3,
-    "warning": 4, "warn": 4,
-    "notice": 5,
-    "info": 6, "informational": 6,
-    "debug": 7,
-}
-SEVERITY_LABELS = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
+from pgsyslog.record import SEVERITY_LABELS, SEVERITY_NAMES
 
 # RFC 5424 facilities with the names of syslog.h; 13-15 have no name in most systems.
 FACILITY_NAMES: dict[str, int] = {

@@ -8,22 +8,11 @@ from __future__ import annotations
 
 import re
 
-from pgsyslog.record import ParseContext, Record
+from pgsyslog.record import SEVERITY_NAMES, ParseContext, Record
 
 from .build import make_record
 from .pri import DEFAULT_FACILITY
 from .timestamps import ISO_PATTERN, iso8601_to_utc
-
-SEVERITY_WORDS = {
-    "emerg": 0, "emergency": 0, "panic": 0,
-    "alert": 1,
-    "crit": 2, "critical": 2, "fatal": 2,
-    "err": 3, "error": 3,
-    "warn": 4, "warning": 4,
-    "notice": 5,
-    "info": 6, "informational": 6,
-    "debug": 7, "trace": 7,
-}  # fmt: skip
 
 # Fields are separated by runs of spaces: loggers pad the severity ("INFO     message").
 _CUSTOM = re.compile(rf"({ISO_PATTERN}) +([^ ]+) +([A-Za-z]+)(?: +|\Z)")
@@ -35,7 +24,7 @@ def parse_custom(text: str, pos: int, data: bytes, ctx: ParseContext) -> Record 
     if m is None:
         return None
     timestamp, service, word = m.groups()
-    severity = SEVERITY_WORDS.get(word.lower())
+    severity = SEVERITY_NAMES.get(word.lower())
     if severity is None:
         return None
     event_time = iso8601_to_utc(timestamp, ctx.default_tz)
