@@ -183,24 +183,23 @@ def _int_at_least(minimum: int) -> Callable[[Any], int]:
     return convert
 
 
-def _positive_float(value: Any) -> float:
+def _seconds(value: Any, *, zero_allowed: bool = False) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"expected a number of seconds, got {value!r}") from None
-    if number <= 0:
-        raise ValueError(f"must be above 0, got {number}")
+    if number < 0 or (number == 0 and not zero_allowed):
+        raise ValueError(f"must be {'0 (off) or more' if zero_allowed else 'above 0'}, "
+                         f"got {number}")
     return number
+
+
+def _positive_float(value: Any) -> float:
+    return _seconds(value)
 
 
 def _seconds_or_zero(value: Any) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"expected a number of seconds, got {value!r}") from None
-    if number < 0:
-        raise ValueError(f"must be 0 (off) or more, got {number}")
-    return number
+    return _seconds(value, zero_allowed=True)
 
 
 def _network(text: str) -> Network:

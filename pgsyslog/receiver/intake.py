@@ -70,8 +70,6 @@ class Intake:
     def parse(self, data: bytes, ctx: ParseContext, truncated: bool = False) -> Record | None:
         counters = self.counters
         counters.received += 1
-        by_transport = counters.received_by_transport
-        by_transport[ctx.transport] = by_transport.get(ctx.transport, 0) + 1
         if len(data) > self.max_length:
             data, truncated = data[: self.max_length], True
         record = parse_message(data, ctx)
@@ -88,12 +86,17 @@ class Intake:
             counters.parse_failed += 1
         return record
 
+    def _count_received(self, transport: Transport, n: int) -> None:
+        by_transport = self.counters.received_by_transport
+        by_transport[transport] = by_transport.get(transport, 0) + n
+
     def put_frames(self, frames: list[Frame], source_ip: str | None,
                    transport: Transport) -> None:
         """For stream transports: always queue; the caller pauses reading when full."""
         if not frames:
             return
         ctx = self.context(source_ip, transport)
+        self._count_received(transport, len(frames))
         parse, put = self.parse, self.queue.put
         for data, truncated in frames:
             record = parse(data, ctx, truncated)
@@ -102,6 +105,7 @@ class Intake:
 
     def offer(self, data: bytes, source_ip: str | None) -> None:
         """For UDP: queue when there is room, else drop and count."""
+        self._count_received("udp", 1)
         record = self.parse(data, self.context(source_ip, "udp"))
         if record is not None and not self.queue.offer(record):
             self.counters.dropped_queue_full += 1

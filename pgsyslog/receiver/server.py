@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, TextIO
 
-from pgsyslog.config import Config, Endpoint
+from pgsyslog.config import Config, Endpoint, default_data_dir
 from pgsyslog.receiver.access import AllowList
 from pgsyslog.receiver.intake import Intake, ZoneResolver
 from pgsyslog.receiver.queue import RecordQueue
@@ -245,7 +245,7 @@ class Receiver:
     def _dsn_flag(self) -> str:
         if self._embedded is None:
             return f" --dsn '{self.config.dsn}'"
-        if self.config.data_dir != type(self.config)().data_dir:
+        if self.config.data_dir != default_data_dir():
             return f" --data-dir {self.config.data_dir}"
         return ""
 

@@ -9,7 +9,7 @@ and :func:`drain_unrouted`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -121,14 +121,11 @@ def run_maintenance(
         if not got:
             log.info("maintenance %s", result.summary())
             return result
-        actions: dict[str, Callable[[], None]] = {
-            "ensure": lambda: result.created.extend(
-                partitions.ensure_partitions(conn, now.date(), ahead)),
-            "drop": lambda: result.dropped.extend(
-                partitions.drop_expired_partitions(conn, now, retention_days)),
-            "drain": lambda: setattr(result, "drained", drain_unrouted(conn)),
-        }
-        for step in steps:
-            actions[step]()
+        if "ensure" in steps:
+            result.created = partitions.ensure_partitions(conn, now.date(), ahead)
+        if "drop" in steps:
+            result.dropped = partitions.drop_expired_partitions(conn, now, retention_days)
+        if "drain" in steps:
+            result.drained = drain_unrouted(conn)
     return result
 
