@@ -108,8 +108,15 @@ class Config:
     default_tz: str = field(default_factory=machine_zone_name)
     source_timezones: tuple[SourceZone, ...] = ()
     shutdown_timeout: float = 30.0
+    # A database that accepts connections and then never answers is taken for away
+    # within these: connect, each statement (enforced by the client too), keepalives.
+    db_connect_timeout: float = 5.0
+    db_statement_timeout: float = 30.0
+    db_keepalive_idle: float = 10.0
     # Limits against broken or hostile senders.
     max_connections: int = 1000  # TCP and TLS together; more are refused
+    max_connections_per_source: int = 100  # one address cannot take every slot
+    tls_handshake_timeout: float = 10.0  # a pending handshake holds a slot this long at most
     idle_timeout: float = 86400.0  # close a connection silent this long; 0 never
     udp_allow: tuple[Network, ...] = ()  # allowed source networks; empty: everyone
     tcp_allow: tuple[Network, ...] = ()
@@ -120,6 +127,9 @@ class Config:
     # The HTTP API (health, metrics, search, live tail); None turns it off.
     http: Endpoint | None = field(default_factory=lambda: Endpoint("127.0.0.1", 8514))
     http_token: str | None = None
+    http_db_connections: int = 4  # the API's pool; a request finding none free gets 503
+    http_max_response_bytes: int = 16 * MIB  # a larger answer is cut at a row boundary
+    http_stream_timeout: float = 30.0  # a live-tail client that reads nothing this long goes
     log_level: str = "INFO"
 
     @property
@@ -293,7 +303,12 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "default_tz": _zone_name,
     "source_timezones": _source_timezones,
     "shutdown_timeout": _positive_float,
+    "db_connect_timeout": _positive_float,
+    "db_statement_timeout": _positive_float,
+    "db_keepalive_idle": _positive_float,
     "max_connections": _int_at_least(1),
+    "max_connections_per_source": _int_at_least(1),
+    "tls_handshake_timeout": _positive_float,
     "idle_timeout": _seconds_or_zero,
     "udp_allow": _networks,
     "tcp_allow": _networks,
@@ -302,6 +317,9 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "spool_fsync": _boolean,
     "http": _optional_endpoint,
     "http_token": _optional_str,
+    "http_db_connections": _int_at_least(1),
+    "http_max_response_bytes": _int_at_least(64 * KIB),
+    "http_stream_timeout": _positive_float,
     "log_level": _log_level,
 }
 assert set(CONVERTERS) == {f.name for f in fields(Config)}

@@ -53,9 +53,21 @@ def serve_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Zone for senders in CIDR, e.g. 10.1.0.0/16=Europe/Berlin (repeatable)."),
         click.option("--shutdown-timeout", metavar="SECONDS",
                      help="Longest time a stop may spend writing what was received [default: 30]."),
+        click.option("--db-connect-timeout", metavar="SECONDS",
+                     help="Longest wait for a database connection [default: 5]."),
+        click.option("--db-statement-timeout", metavar="SECONDS",
+                     help="Longest a database statement may take before the database counts "
+                          "as away [default: 30]."),
+        click.option("--db-keepalive-idle", metavar="SECONDS",
+                     help="TCP keepalive probes on database connections after this much "
+                          "silence [default: 10]."),
         click.option("--max-connections", metavar="N",
                      help="TCP and TLS connections open at once; more are refused "
                           "[default: 1000]."),
+        click.option("--max-connections-per-source", metavar="N",
+                     help="TCP and TLS connections one source address may hold [default: 100]."),
+        click.option("--tls-handshake-timeout", metavar="SECONDS",
+                     help="Longest a TLS handshake may take [default: 10]."),
         click.option("--idle-timeout", metavar="SECONDS",
                      help="Close a connection silent this long; 0 never [default: 86400]."),
         click.option("--udp-allow", metavar="CIDR[,CIDR...]",
@@ -74,6 +86,12 @@ def serve_options(func: Callable[..., Any]) -> Callable[..., Any]:
                           "[default: 127.0.0.1:8514]."),
         click.option("--http-token", metavar="TOKEN",
                      help="Bearer token required on /api when set. [env: PGSYSLOG_HTTP_TOKEN]"),
+        click.option("--http-db-connections", metavar="N",
+                     help="Database connections the HTTP API may use at once [default: 4]."),
+        click.option("--http-max-response-bytes", metavar="BYTES",
+                     help="Largest HTTP API answer [default: 16777216]."),
+        click.option("--http-stream-timeout", metavar="SECONDS",
+                     help="Drop a live-tail client that reads nothing this long [default: 30]."),
         click.option("--log-level", metavar="LEVEL", help="DEBUG, INFO, WARNING or ERROR."),
     ]
     for option in reversed(options):

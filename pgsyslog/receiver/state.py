@@ -31,6 +31,10 @@ class ReceiverState:
     maintenance_runs: int = 0
     partitions_dropped: int = 0
     batch_observers: list[BatchObserver] = field(default_factory=list)
+    # Listeners whose receive loop is not running, by "transport://endpoint", with why;
+    # /healthz reports them.
+    listeners_down: dict[str, str] = field(default_factory=dict)
+    database_up: bool = False  # the last write or probe reached the database
     # Datagrams the kernel dropped on our UDP sockets before we could read them.
     kernel_udp_drops: Callable[[], int] = lambda: 0
 

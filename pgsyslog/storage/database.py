@@ -4,18 +4,64 @@ from __future__ import annotations
 
 import logging
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import sqlalchemy
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from sqlalchemy.engine import Engine
+
+if TYPE_CHECKING:
+    from pgsyslog.config import Config
 
 log = logging.getLogger(__name__)
 
 EMBEDDED_DATABASE = "pgsyslog"
 # Every connection says who it is, so that pg_stat_activity shows pgsyslog's sessions.
 APPLICATION_NAME = "pgsyslog"
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Bounds on every wait for the database, so that one that hangs counts as away."""
+
+    connect: float = 5.0  # seconds to open a connection
+    statement: float = 30.0  # seconds a statement may run (server side; 0 none)
+    keepalive_idle: float = 10.0  # seconds of silence before TCP keepalive probes
+
+    @classmethod
+    def of(cls, config: Config) -> Timeouts:
+        return cls(config.db_connect_timeout, config.db_statement_timeout,
+                   config.db_keepalive_idle)
+
+
+def with_timeouts(dsn: str, timeouts: Timeouts) -> str:
+    """The DSN with connect, statement and keepalive bounds added where it sets none.
+
+    Keepalives (3 probes, interval a third of the idle time) and tcp_user_timeout notice a
+    peer that went away without a word (a black-holed network); the statement timeout
+    ends a statement a live but stuck server never finishes. Writers enforce their own
+    deadline on top, since a server that stopped answering enforces nothing.
+    """
+    params = conninfo_to_dict(dsn)
+    idle = max(1, round(timeouts.keepalive_idle))
+    defaults: dict[str, str | int] = {
+        "connect_timeout": max(1, round(timeouts.connect)),
+        "keepalives": 1,
+        "keepalives_idle": idle,
+        "keepalives_interval": max(1, idle // 3),
+        "keepalives_count": 3,
+        "tcp_user_timeout": int(idle * 2 * 1000),
+    }
+    for key, value in defaults.items():
+        params.setdefault(key, value)
+    options = str(params.get("options") or "")
+    if timeouts.statement and "statement_timeout" not in options:
+        ms = int(timeouts.statement * 1000)
+        params["options"] = f"{options} -c statement_timeout={ms}".strip()
+    return make_conninfo("", **params)
 
 
 class EmbeddedDatabase:
