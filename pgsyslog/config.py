@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -140,6 +141,54 @@ class Config:
     @property
     def default_zone(self) -> ZoneInfo:
         return ZoneInfo(self.default_tz)
+
+
+# ----------------------------------------------------------------------------- secrets
+
+MASK = "***"
+SECRET_SETTINGS = ("http_token",)  # shown as MASK; the DSN is shown with mask_dsn
+_SECRET_KEYS = r"(?:password|sslpassword)"
+# keyword=value form: the value is 'quoted, with \\ escapes' or runs to the next space.
+_KEYWORD_SECRET_RE = re.compile(
+    rf"(?<![\w.])({_SECRET_KEYS}\s*=\s*)(?:'(?:[^'\\]|\\.)*'?|\S*)", re.IGNORECASE)
+_QUERY_SECRET_RE = re.compile(rf"([?&]{_SECRET_KEYS}=)[^&#]*", re.IGNORECASE)
+_URL_RE = re.compile(r"(postgres(?:ql)?://)(.*)", re.IGNORECASE | re.DOTALL)
+
+
+def mask_dsn(dsn: str) -> str:
+    """The DSN with every password replaced by ``***``, for logs, banners and errors.
+
+    URL form: ``postgresql://u:***@h/db`` (and ``?password=***``); keyword form:
+    ``host=h password=***``. Pure, and never raises, even on a DSN libpq would refuse.
+    """
+    url = _URL_RE.fullmatch(dsn.strip())
+    if url is None:
+        return _KEYWORD_SECRET_RE.sub(rf"\g<1>{MASK}", dsn)
+    scheme, rest = url.groups()
+    query_start = rest.find("?") if "?" in rest else len(rest)
+    at = rest.rfind("@", 0, query_start)  # the last: a password may hold an unencoded @
+    if at >= 0:
+        user, colon, _password = rest[:at].partition(":")
+        if colon:
+            rest = f"{user}:{MASK}{rest[at:]}"
+    return scheme + _QUERY_SECRET_RE.sub(rf"\g<1>{MASK}", rest)
+
+
+def redacted(config: Config) -> dict[str, str]:
+    """Every setting as text for people to read: the DSN masked, secrets as ``***``."""
+    shown = {}
+    for setting in fields(config):
+        value = getattr(config, setting.name)
+        if value is not None and setting.name in SECRET_SETTINGS:
+            text = MASK
+        elif setting.name == "dsn" and value is not None:
+            text = mask_dsn(value)
+        elif isinstance(value, tuple):
+            text = ", ".join(str(v) for v in value) or "-"
+        else:
+            text = str(value)
+        shown[setting.name] = text
+    return shown
 
 
 # ----------------------------------------------------------------------------- converters

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from pgsyslog.cli import cli
-from pgsyslog.config import ConfigError, Endpoint, load_config, parse_endpoint
+from pgsyslog.config import ConfigError, Endpoint, load_config, mask_dsn, parse_endpoint, redacted
 
 
 def test_precedence_file_then_environment_then_flags(tmp_path: Path) -> None:
@@ -75,3 +75,29 @@ def test_check_config_prints_the_result() -> None:
     assert "tcp = [::1]:5514" in result.output
     assert "default_tz = Asia/Tokyo" in result.output
     assert result.output.strip().endswith("configuration is valid")
+
+
+@pytest.mark.parametrize(
+    ("dsn", "shown"),
+    [("postgresql://u:s3cret@db.example/logs", "postgresql://u:***@db.example/logs"),
+     ("postgres://u:p@ss/w@db:5433/logs?sslmode=require", "postgres://u:***@db:5433/logs?sslmode=require"),
+     ("postgresql://db/logs?user=u&password=s3cret&sslmode=verify-full",
+      "postgresql://db/logs?user=u&password=***&sslmode=verify-full"),
+     ("postgresql://u@db/logs", "postgresql://u@db/logs"),
+     ("host=db password=s3cret dbname=logs", "host=db password=*** dbname=logs"),
+     ("host=db password = 'with space \\' quote' dbname=logs",
+      "host=db password = *** dbname=logs"),
+     ("host=db sslpassword=keypass dbname=logs", "host=db sslpassword=*** dbname=logs"),
+     ("host=/run/postgresql dbname=logs", "host=/run/postgresql dbname=logs")],
+)
+def test_mask_dsn_hides_passwords_in_both_forms(dsn: str, shown: str) -> None:
+    assert mask_dsn(dsn) == shown
+
+
+def test_redacted_masks_the_dsn_and_the_token() -> None:
+    config = load_config(None, {}, {"dsn": "postgresql://u:s3cret@db/logs",
+                                    "http_token": "t0ken"})
+    shown = redacted(config)
+    assert shown["dsn"] == "postgresql://u:***@db/logs"
+    assert shown["http_token"] == "***"
+    assert not any("s3cret" in v or "t0ken" in v for v in shown.values())
