@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
+from alembic.script import ScriptDirectory
+
 from helpers import query
 from pgsyslog.storage import database, migrate, partitions
+from pgsyslog.storage.schema import BLOCK_IDS
 
 
 def test_upgrade_then_check_is_clean_with_partitions_present(empty_dsn: str) -> None:
@@ -20,7 +23,24 @@ def test_upgrade_then_check_is_clean_with_partitions_present(empty_dsn: str) -> 
 def test_upgrade_twice_is_harmless(empty_dsn: str) -> None:
     migrate.upgrade(empty_dsn)
     migrate.upgrade(empty_dsn)
-    assert query(empty_dsn, "SELECT version_num FROM alembic_version") == [("0001",)]
+    head = ScriptDirectory.from_config(migrate.alembic_config(empty_dsn)).get_current_head()
+    assert head is not None and head >= "0002"
+    assert query(empty_dsn, "SELECT version_num FROM alembic_version") == [(head,)]
+
+
+def test_upgrade_from_0001_keeps_rows_and_gives_new_batches_id_blocks(empty_dsn: str) -> None:
+    migrate.upgrade(empty_dsn, "0001")
+    with database.connect(empty_dsn, autocommit=True) as conn:
+        partitions.ensure_partitions(conn, datetime.now(UTC).date(), 0)
+        conn.execute("INSERT INTO syslog.messages (received_at, facility, severity, message, "
+                     "format, transport) VALUES (now(), 1, 5, 'old', 'raw', 'tcp')")
+    migrate.upgrade(empty_dsn)
+    assert query(empty_dsn, "SELECT id, message FROM syslog.messages") == [(1, "old")]
+    assert query(empty_dsn, "SELECT increment_by FROM pg_sequences "
+                            "WHERE sequencename = 'messages_id_seq'") == [(BLOCK_IDS,)]
+    first, second = (query(empty_dsn, "SELECT nextval('syslog.messages_id_seq')")[0][0]
+                     for _ in range(2))
+    assert first > 1 and second - first == BLOCK_IDS
 
 
 def test_schema_has_the_indexes_of_the_design(dsn: str) -> None:

@@ -1,9 +1,18 @@
-"""Write records with one binary COPY per batch (the hot path; no ORM here)."""
+"""Write records with one binary COPY per batch (the hot path; no ORM here).
+
+A batch is written in one transaction: reserve a block of ids (one nextval), COPY the rows
+with those ids, then register the batch in syslog.batches under a transaction-level
+advisory lock that is held until COMMIT, so that batch numbers (``seq``) are handed out
+in commit order. Registering a batch id that committed before fails on the table's
+primary key (SQLSTATE 23505, constraint ``batches_pkey``): that is how a retry learns
+that its batch is already stored. Listeners of NEW_ROWS_CHANNEL get the batch's seq.
+"""
 
 from __future__ import annotations
 
 import functools
 import ipaddress
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,7 +23,7 @@ from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
 from pgsyslog.record import Record
-from pgsyslog.storage.schema import RECORD_COLUMNS, SCHEMA
+from pgsyslog.storage.schema import BLOCK_IDS, RECORD_COLUMNS, SCHEMA
 
 INET_OID = 869  # pg_type.oid of inet, fixed in every PostgreSQL
 
@@ -28,15 +37,35 @@ COLUMN_TYPES = (
 assert len(COLUMN_TYPES) == len(RECORD_COLUMNS)
 
 
-def _copy_statement(table: str, extra: Sequence[str] = ()) -> sql.Composed:
-    columns = sql.SQL(", ").join(sql.Identifier(c) for c in (*RECORD_COLUMNS, *extra))
+def _copy_statement(table: str, extra: Sequence[str] = (), first: Sequence[str] = ()
+                    ) -> sql.Composed:
+    names = (*first, *RECORD_COLUMNS, *extra)
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in names)
     return sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
         sql.Identifier(SCHEMA, table), columns
     )
 
 
-COPY_MESSAGES = _copy_statement("messages")
+COPY_MESSAGES = _copy_statement("messages", first=("id",))
 COPY_UNROUTED = _copy_statement("unrouted", ("error",))
+MESSAGE_TYPES = ("int8", *COLUMN_TYPES)
+
+# Held from a batch's registration to its COMMIT: batches commit in the order of their
+# seq. Only that last statement and the commit are serialised; the COPYs run side by side.
+COMMIT_ORDER_LOCK = 0x7067_7379_736C_6F10
+DUPLICATE_BATCH_CONSTRAINT = "batches_pkey"
+
+_RESERVE_IDS = sql.SQL("SELECT nextval({})").format(
+    sql.Literal(f"{SCHEMA}.messages_id_seq"))
+_REGISTER_BATCH = sql.SQL("""
+    WITH registered AS (
+        INSERT INTO {batches} (id, seq, first_id, last_id)
+        SELECT %(id)s, nextval({batch_seq}), %(first)s, %(last)s
+        FROM pg_advisory_xact_lock(%(lock)s)
+        RETURNING seq
+    )
+    SELECT pg_notify({channel}, seq::text) FROM registered
+""")
 
 
 class PackedInet(bytes):
@@ -77,25 +106,48 @@ def record_row(r: Record) -> tuple[Any, ...]:
 # Sent in the transaction of each batch: live tails LISTEN on it instead of polling.
 NEW_ROWS_CHANNEL = "syslog_messages"
 
+_REGISTER_BATCH = _REGISTER_BATCH.format(
+    batches=sql.Identifier(SCHEMA, "batches"), batch_seq=sql.Literal(f"{SCHEMA}.batch_seq"),
+    channel=sql.Literal(NEW_ROWS_CHANNEL))
 
-async def copy_records(conn: AsyncConnection, records: Sequence[Record]) -> None:
-    """COPY the records into syslog.messages in the connection's current transaction.
 
-    Listeners of NEW_ROWS_CHANNEL are notified when that transaction commits.
+async def copy_records(conn: AsyncConnection, records: Sequence[Record],
+                       batch_id: uuid.UUID | None = None) -> None:
+    """COPY the records into syslog.messages and register the batch, in the connection's
+    current transaction (at most BLOCK_IDS records).
+
+    Raises psycopg.errors.UniqueViolation on DUPLICATE_BATCH_CONSTRAINT when a batch with
+    this id committed before. Listeners of NEW_ROWS_CHANNEL are notified at commit.
     """
+    if len(records) > BLOCK_IDS:
+        raise ValueError(f"a batch holds at most {BLOCK_IDS} records, not {len(records)}")
     async with conn.cursor() as cur:
+        await cur.execute(_RESERVE_IDS)
+        reserved = await cur.fetchone()
+        assert reserved is not None
+        first_id = int(reserved[0])
         async with cur.copy(COPY_MESSAGES) as copy:
-            copy.set_types(COLUMN_TYPES)
+            copy.set_types(MESSAGE_TYPES)
             write_row = copy.write_row
+            for row_id, record in enumerate(records, first_id):
+                await write_row((row_id, *record_row(record)))
+        await _register(cur, batch_id, first_id, first_id + len(records) - 1)
+
+
+async def copy_unrouted(conn: AsyncConnection, records: Sequence[Record], error: str,
+                        batch_id: uuid.UUID | None = None) -> None:
+    """COPY the records into syslog.unrouted and register the batch (no message ids)."""
+    async with conn.cursor() as cur:
+        async with cur.copy(COPY_UNROUTED) as copy:
+            copy.set_types((*COLUMN_TYPES, "text"))
             for record in records:
-                await write_row(record_row(record))
-        await cur.execute(sql.SQL("NOTIFY {}").format(sql.Identifier(NEW_ROWS_CHANNEL)))
+                await copy.write_row((*record_row(record), error))
+        await _register(cur, batch_id, None, None)
 
 
-async def copy_unrouted(conn: AsyncConnection, records: Sequence[Record], error: str) -> None:
-    async with conn.cursor() as cur, cur.copy(COPY_UNROUTED) as copy:
-        copy.set_types((*COLUMN_TYPES, "text"))
-        for record in records:
-            await copy.write_row((*record_row(record), error))
+async def _register(cur: psycopg.AsyncCursor[Any], batch_id: uuid.UUID | None,
+                    first_id: int | None, last_id: int | None) -> None:
+    await cur.execute(_REGISTER_BATCH, {"id": batch_id or uuid.uuid4(), "first": first_id,
+                                        "last": last_id, "lock": COMMIT_ORDER_LOCK})
 
 

@@ -18,9 +18,10 @@ from sqlalchemy import (
     SmallInteger,
     Table,
     Text,
+    UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects.postgresql import INET, JSONB, TIMESTAMP
+from sqlalchemy.dialects.postgresql import INET, JSONB, TIMESTAMP, UUID
 
 SCHEMA = "syslog"
 PARTITION_PREFIX = "messages_p"
@@ -35,9 +36,16 @@ RETURN to_tsvector('simple'::regconfig,
                    coalesce(app_name, '') || ' ' || left(message, {INDEXED_TEXT_CHARS}))
 """
 
+# Each batch reserves this many ids with one nextval, so that its rows' ids are contiguous
+# and a follower can read a committed batch as one id range. Also the most rows a batch
+# may hold (config caps batch_rows at it).
+BLOCK_IDS = 65536
+
 metadata = MetaData(schema=SCHEMA)
 
-message_id_seq = Sequence("messages_id_seq", schema=SCHEMA, metadata=metadata)
+message_id_seq = Sequence("messages_id_seq", schema=SCHEMA, metadata=metadata,
+                          increment=BLOCK_IDS)
+batch_seq = Sequence("batch_seq", schema=SCHEMA, metadata=metadata)
 
 
 def _record_columns() -> list[Column[object]]:
@@ -95,6 +103,24 @@ unrouted = Table(
     *_record_columns(),
     Column("error", Text, comment="why the row could not go into syslog.messages"),
     comment="rows that found no partition or were refused; kept until moved or read",
+)
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", UUID(as_uuid=True), primary_key=True,
+           comment="the batch's identity, chosen by the writer (and kept in the spool)"),
+    Column("seq", BigInteger, nullable=False,
+           comment="commit order: a batch with a higher seq committed later"),
+    Column("first_id", BigInteger,
+           comment="first row id of the batch in syslog.messages; null: none there"),
+    Column("last_id", BigInteger, comment="last row id of the batch"),
+    Column("committed_at", TIMESTAMP(timezone=True), nullable=False,
+           server_default=text("now()"), comment="when the batch was committed"),
+    UniqueConstraint("seq", name="batches_seq_key"),
+    Index("batches_first_id", "first_id"),
+    Index("batches_committed_at_brin", "committed_at", postgresql_using="brin"),
+    comment="one row per committed batch: retries and replays never write a batch twice",
 )
 
 RECORD_COLUMNS: tuple[str, ...] = tuple(c.name for c in _record_columns())
