@@ -57,7 +57,7 @@ DUPLICATE_BATCH_CONSTRAINT = "batches_pkey"
 
 _RESERVE_IDS = sql.SQL("SELECT nextval({})").format(
     sql.Literal(f"{SCHEMA}.messages_id_seq"))
-_REGISTER_BATCH = sql.SQL("""
+_REGISTER_BATCH_TEMPLATE = sql.SQL("""
     WITH registered AS (
         INSERT INTO {batches} (id, seq, first_id, last_id)
         SELECT %(id)s, nextval({batch_seq}), %(first)s, %(last)s
@@ -106,7 +106,7 @@ def record_row(r: Record) -> tuple[Any, ...]:
 # Sent in the transaction of each batch: live tails LISTEN on it instead of polling.
 NEW_ROWS_CHANNEL = "syslog_messages"
 
-_REGISTER_BATCH = _REGISTER_BATCH.format(
+_REGISTER_BATCH = _REGISTER_BATCH_TEMPLATE.format(
     batches=sql.Identifier(SCHEMA, "batches"), batch_seq=sql.Literal(f"{SCHEMA}.batch_seq"),
     channel=sql.Literal(NEW_ROWS_CHANNEL))
 
