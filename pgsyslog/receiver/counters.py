@@ -14,6 +14,7 @@ class Counters:
     dropped_queue_full: int = 0  # UDP datagrams dropped because the queue was full
     parse_failed: int = 0  # records stored with a parse_error
     truncated: int = 0  # frames cut at max_frame_length
+    cut_short: int = 0  # stream frames stored unfinished: their connection ended or we stopped
     written: int = 0  # rows committed into syslog.messages
     unrouted: int = 0  # rows committed into syslog.unrouted
     rejected: int = 0  # rows refused by both tables: logged, not stored
