@@ -1,10 +1,15 @@
-"""The receiver's lifecycle: bind, database, migrate, partitions, serve, shut down.
+"""The receiver's lifecycle: bind, receive, make the database ready, serve, shut down.
 
-Sockets are bound first, so that a wrong or privileged port fails in a second rather than
-after the database has started; they are only read once the database is ready (datagrams
-and connections wait in the kernel or the queue meanwhile). Shutdown walks the same steps
-back under one deadline: stop accepting, read what senders already sent, write the
-queue, close the database.
+Every socket (HTTP included) is bound first, so that a wrong or privileged port fails in
+a second rather than after the database has started. Receiving starts at once: while the
+database is unreachable (down, or the embedded server failing to start) batches go to the
+spool, and the database keeper migrates, makes partitions and lets the replay run as soon
+as it answers; it also starts the embedded server again when it dies.
+
+Shutdown walks the steps back under one deadline (shutdown_timeout): stop accepting, read
+what senders already sent, write the queue; what is still in memory at the deadline, or
+at a second signal, is spooled in frames of batch_rows (past spool_max_bytes), and the
+writers are cancelled. Every exit logs the ``stopped: {...}`` summary.
 """
 
 from __future__ import annotations
@@ -14,23 +19,30 @@ import errno
 import functools
 import logging
 import signal
+import ssl
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from pgsyslog.config import Config, Endpoint, default_data_dir
+from pgsyslog.config import Config, Endpoint, default_data_dir, mask_dsn
 from pgsyslog.receiver.access import AllowList
 from pgsyslog.receiver.intake import Intake, ZoneResolver
+from pgsyslog.receiver.link import DatabaseLink
 from pgsyslog.receiver.queue import RecordQueue
 from pgsyslog.receiver.scheduler import MaintenanceSchedule
+from pgsyslog.receiver.spooler import Spooler, SpoolReplayer
 from pgsyslog.receiver.state import Listening, ReceiverState
+from pgsyslog.receiver.store import BatchStore
 from pgsyslog.receiver.tcp import StreamListener, SyslogStreamProtocol
 from pgsyslog.receiver.tls import TlsServer, make_tls_context
 from pgsyslog.receiver.udp import UdpListener, kernel_drops
-from pgsyslog.receiver.writer import BatchWriter, Outage
+from pgsyslog.receiver.write_policy import Batch, chunks, describe
+from pgsyslog.receiver.writer import BatchWriter
+from pgsyslog.record import Record
 from pgsyslog.storage import database, migrate
+from pgsyslog.storage.database import Timeouts, with_timeouts
 from pgsyslog.storage.maintenance import MaintenanceResult, run_maintenance
 from pgsyslog.storage.spool import Spool
 
@@ -41,6 +53,11 @@ log = logging.getLogger(__name__)
 
 # After SIGTERM, a connection that has sent nothing for this long is taken to be done.
 QUIET_BEFORE_CLOSE = 0.3
+# How long start-up waits for the database before it announces itself without one.
+START_WAIT = 15.0
+KEEPER_BACKOFF_FIRST = 1.0  # seconds between tries to reach the database at start...
+KEEPER_BACKOFF_MAX = 30.0  # ... doubling up to this
+SUPERVISE_INTERVAL = 2.0  # seconds between checks that the embedded server still runs
 
 
 class StartupError(Exception):
@@ -71,66 +88,191 @@ class Receiver:
         self.state.registry.max_connections = config.max_connections
         zones = ZoneResolver(config.default_zone, config.source_timezones)
         self.intake = Intake(self.queue, self.state.counters, zones, config.max_frame_length)
+        self.link = DatabaseLink(Timeouts.of(config))
+        self.spooler = Spooler(self._spool(), self.state.counters, self._spool_size)
         self._stream_servers: list[asyncio.Server | TlsServer] = []
+        self._tls_servers: list[TlsServer] = []
         self._udp: list[UdpListener] = []
+        self._udp_drops = 0
         self._embedded: database.EmbeddedDatabase | None = None
+        self._http: HttpServer | None = None
+        self._schedule: MaintenanceSchedule | None = None
+        self._writers: dict[asyncio.Task[None], BatchWriter] = {}
+        self._background: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
+        self._hurry = asyncio.Event()  # a second signal: spool what is in memory, exit now
 
     def request_stop(self) -> None:
+        if self._stop.is_set():
+            if not self._hurry.is_set():
+                log.warning("second stop signal: spooling what is in memory and exiting now")
+            self._hurry.set()
         self._stop.set()
 
     async def run(self) -> None:
         # Signals are caught from the first moment: a stop asked for during start-up
         # takes effect as soon as the receiver is up.
-        with _signals_set(self.request_stop):
+        with _signals_set(self.request_stop, self._reload):
             try:
                 await self._bind_all()
-                dsn = await asyncio.to_thread(self._prepare_database)
-                self.state.dsn = dsn
-                await self._serve(dsn)
+                await self._serve()
             finally:
-                for server in self._stream_servers:
-                    server.close()
-                await asyncio.to_thread(self._stop_database)
+                await self._close_everything()
         log.info("stopped: %s, kernel_udp_drops=%d", self.state.counters.as_dict(),
-                 self.state.kernel_udp_drops())
+                 self._kernel_udp_drops())
 
-    async def _serve(self, dsn: str) -> None:
-        max_age = self.config.batch_age_ms / 1000
-        outage = Outage(self._spool(), self._spool_size)
-        writers = [BatchWriter(dsn, self.queue, self.state.counters, max_age,
-                               self.state.observe_batch, outage)
-                   for _ in range(self.config.writers)]
-        # What an earlier run spooled goes in before anything new is read.
-        await writers[0].replay_spool()
-        writer_tasks = [asyncio.create_task(w.run(), name=f"writer {i}")
-                        for i, w in enumerate(writers)]
-        for task in writer_tasks:
-            task.add_done_callback(self._writer_ended)
+    async def _serve(self) -> None:
+        self._start_writers()
+        keeper = self._spawn(self._keep_database(), "database")
         for server in self._stream_servers:
             await server.start_serving()
         for listener in self._udp:
             listener.start()
         inodes = {listener.inode for listener in self._udp}
-        self.state.kernel_udp_drops = lambda: kernel_drops(inodes)
-        schedule = MaintenanceSchedule(dsn, self.config, self._maintained)
-        schedule.start()
-        idle_sweeper = asyncio.create_task(self._close_idle_connections(), name="idle")
-        http = await self._start_http()
+        self._udp_inodes = inodes
+        self.state.kernel_udp_drops = self._kernel_udp_drops
+        idle_sweeper = self._spawn(self._close_idle_connections(), "idle")
+        await self._wait_for_database(keeper)
         self.state.serving = True
-        self._announce(dsn)
+        self._announce()
         await self._stop.wait()
         self.state.serving = False
         idle_sweeper.cancel()
-        schedule.shutdown()
-        if http is not None:
-            await http.close()
-        log.info("stopping: closing listeners, then writing what was received")
-        deadline = time.monotonic() + self.config.shutdown_timeout
-        await self._stop_listeners(deadline)
-        for writer in writers:
-            writer.close(deadline)
-        await asyncio.gather(*writer_tasks)
+        await self._shut_down()
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(work, name=name)
+        self._background.append(task)
+        return task
+
+    # ------------------------------------------------------------------ writers
+
+    def _start_writers(self) -> None:
+        for _ in range(self.config.writers):
+            self._start_writer()
+        if self.spooler.enabled:
+            store = BatchStore(self.link, self.state.counters, self._reject)
+            replayer = SpoolReplayer(self.spooler, store, self.link, self.state.counters)
+            self._replay_task = self._spawn(replayer.run(), "spool replay")
+
+    def _start_writer(self) -> None:
+        store = BatchStore(self.link, self.state.counters, self._reject,
+                           self.state.observe_batch)
+        writer = BatchWriter(self.queue, store, self.spooler, self.link, self.state.counters,
+                             self.config.batch_age_ms / 1000)
+        task = asyncio.create_task(writer.run(), name=f"writer {len(self._writers)}")
+        self._writers[task] = writer
+        task.add_done_callback(self._writer_ended)
+
+    def _writer_ended(self, task: asyncio.Task[None]) -> None:
+        """A writer that died is replaced; the batch it held is spooled or queued again."""
+        writer = self._writers.pop(task)
+        if task.cancelled() or task.exception() is None:
+            self._writers[task] = writer  # finished or stopped: the stop collects it
+            return
+        log.critical("%s stopped: %r; starting a new writer", task.get_name(),
+                     task.exception())
+        self.state.counters.writer_restarts += 1
+        if writer.current is not None:
+            self._spawn(self._take_over(writer.current), "take over")
+            writer.current = None
+        self._start_writer()
+
+    async def _take_over(self, batch: Batch) -> None:
+        if not await self.spooler.put(batch, force=True):
+            for record in batch.records:
+                self.queue.put(record)
+
+    def _reject(self, record: Record, error: str) -> None:
+        spool = self.spooler.spool
+        if spool is not None:
+            spool.reject(record, error)
+
+    # ------------------------------------------------------------------ database
+
+    async def _wait_for_database(self, keeper: asyncio.Task[None]) -> None:
+        """Up to START_WAIT for the database before saying that pgsyslog is receiving, so
+        that the banner can name it; receiving has begun already either way."""
+        ready = asyncio.ensure_future(self.link.ready.wait())
+        stop = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait((ready, stop, keeper), timeout=START_WAIT,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ready.cancel()
+            stop.cancel()
+        if keeper.done() and not keeper.cancelled() and keeper.exception() is not None:
+            raise keeper.exception()  # type: ignore[misc]
+
+    async def _keep_database(self) -> None:
+        """Make the database ready (start, migrate, partitions), retrying while it is
+        away; then, for the embedded server, start it again whenever it dies."""
+        dsn = await self._until_done("the database is not ready", self._prepare_database)
+        self._database_ready(dsn)
+        self._schedule = MaintenanceSchedule(dsn, self.config, self._maintained)
+        self._schedule.start()
+        if self._embedded is not None:
+            await self._supervise_embedded(self._embedded)
+
+    async def _until_done(self, what: str, step: Callable[[], str]) -> str:
+        delay = KEEPER_BACKOFF_FIRST
+        tries = 0
+        while True:
+            try:
+                return await asyncio.to_thread(step)
+            except StartupError:
+                raise
+            except Exception as e:
+                tries += 1
+                level = logging.WARNING if tries == 1 or tries % 10 == 0 else logging.DEBUG
+                log.log(level, "%s (%s); receiving%s meanwhile, trying again in %.0fs", what,
+                        describe(e), " and spooling" if self.spooler.enabled else "", delay)
+                await asyncio.sleep(delay)
+                delay = min(KEEPER_BACKOFF_MAX, delay * 2)
+
+    def _database_ready(self, dsn: str) -> None:
+        self.state.dsn = dsn
+        self.link.make_ready(dsn)
+        self.spooler.replay_wanted.set()
+
+    async def _supervise_embedded(self, embedded: database.EmbeddedDatabase) -> None:
+        while True:
+            await asyncio.sleep(SUPERVISE_INTERVAL)
+            if await asyncio.to_thread(embedded.is_running):
+                continue
+            log.error("the embedded PostgreSQL in %s stopped; starting it again",
+                      embedded.pgdata)
+            self.link.went_down(KEEPER_BACKOFF_FIRST)
+            dsn = await self._until_done("the embedded PostgreSQL does not start",
+                                         embedded.restart)
+            log.warning("the embedded PostgreSQL runs again")
+            self._database_ready(with_timeouts(dsn, self.link.timeouts))
+
+    def _prepare_database(self) -> str:
+        cfg = self.config
+        if cfg.dsn:
+            dsn = cfg.dsn
+        else:
+            if self._embedded is None:
+                self._embedded = database.EmbeddedDatabase(cfg.data_dir, stop_on_exit=True)
+                dsn = self._embedded.start()
+            else:
+                dsn = self._embedded.restart()
+        dsn = with_timeouts(dsn, self.link.timeouts)
+        migrate.upgrade(dsn)
+        # Partitions before the first write: wait for another receiver's run rather than skip.
+        result = run_maintenance(dsn, ahead=cfg.partitions_ahead,
+                                 retention_days=cfg.retention_days, wait=True,
+                                 steps=("ensure",))
+        if result.created:
+            log.info("created partitions: %s", ", ".join(result.created))
+        return dsn
+
+    def _stop_database(self) -> None:
+        if self._embedded is not None:
+            self._embedded.stop()
+
+    # ------------------------------------------------------------------ running
 
     async def _close_idle_connections(self) -> None:
         idle_timeout = self.config.idle_timeout
@@ -156,28 +298,36 @@ class Receiver:
         self.state.maintenance_runs += 1
         self.state.partitions_dropped += len(result.dropped)
 
-    async def _start_http(self) -> HttpServer | None:
-        endpoint = self.config.http
-        if endpoint is None:
-            return None
-        from pgsyslog.http import start_http
+    def _kernel_udp_drops(self) -> int:
+        """Never goes down: the count of a closed socket is its last one read."""
+        inodes: set[int] = getattr(self, "_udp_inodes", set())
+        if inodes:
+            self._udp_drops = max(self._udp_drops, kernel_drops(inodes))
+        return self._udp_drops
 
+    def _reload(self) -> None:
+        """SIGHUP: load the TLS certificate, key and client CA again (rotation)."""
+        cfg = self.config
+        if not self._tls_servers:
+            log.info("SIGHUP: nothing to reload (no TLS listener)")
+            return
+        assert cfg.tls_cert is not None and cfg.tls_key is not None
         try:
-            http = await start_http(endpoint, self.config.http_token, self.state)
-        except OSError as e:
-            raise bind_error("http", endpoint, e) from None
-        self.state.listening.append(Listening("http", Endpoint(endpoint.host, http.port)))
-        return http
-
-    def _writer_ended(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.critical("%s stopped: %r; stopping the receiver", task.get_name(),
-                         task.exception())
-            self.request_stop()
+            context = make_tls_context(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca)
+        except (OSError, ssl.SSLError) as e:
+            log.error("SIGHUP: kept the TLS certificate in use: cannot load the new files: %s",
+                      e)
+            return
+        for server in self._tls_servers:
+            server.context = context
+        log.warning("SIGHUP: reloaded the TLS certificate %s, key %s%s", cfg.tls_cert,
+                    cfg.tls_key, f" and client CA {cfg.tls_client_ca}"
+                    if cfg.tls_client_ca else "")
 
     # ------------------------------------------------------------------ start
 
     async def _bind_all(self) -> None:
+        """Every socket, HTTP included, before the database is touched."""
         loop = asyncio.get_running_loop()
         cfg = self.config
         tls_context = None
@@ -198,6 +348,7 @@ class Receiver:
                                             AllowList(cfg.tls_allow))
                     tls_server = TlsServer.bind(endpoint, shared, tls_context)
                     self._stream_servers.append(tls_server)
+                    self._tls_servers.append(tls_server)
                     bound = tls_server.sockets[0].getsockname()
                 else:
                     shared = StreamListener(transport, self.intake, self.state.registry,
@@ -212,26 +363,31 @@ class Receiver:
             except OSError as e:
                 raise bind_error(transport, endpoint, e) from None
             self.state.listening.append(Listening(transport, Endpoint(endpoint.host, bound[1])))
+        self._http = await self._start_http()
 
-    def _prepare_database(self) -> str:
-        cfg = self.config
-        if cfg.dsn:
-            dsn = cfg.dsn
+    async def _start_http(self) -> HttpServer | None:
+        endpoint = self.config.http
+        if endpoint is None:
+            return None
+        from pgsyslog.http import start_http
+
+        try:
+            http = await start_http(endpoint, self.config.http_token, self.state)
+        except OSError as e:
+            raise bind_error("http", endpoint, e) from None
+        self.state.listening.append(Listening("http", Endpoint(endpoint.host, http.port)))
+        return http
+
+    def _announce(self) -> None:
+        if self.state.dsn is not None:
+            where = mask_dsn(self.state.dsn)
+            if self._embedded:
+                where += f" (embedded, in {self.config.data_dir})"
         else:
-            self._embedded = database.EmbeddedDatabase(cfg.data_dir, stop_on_exit=True)
-            dsn = self._embedded.start()
-        migrate.upgrade(dsn)
-        # Partitions before listeners: wait for another receiver's run rather than skip.
-        result = run_maintenance(dsn, ahead=cfg.partitions_ahead,
-                                 retention_days=cfg.retention_days, wait=True,
-                                 steps=("ensure",))
-        if result.created:
-            log.info("created partitions: %s", ", ".join(result.created))
-        return dsn
-
-    def _announce(self, dsn: str) -> None:
-        lines = [f"pgsyslog is receiving; database: {dsn}"
-                 + (f" (embedded, in {self.config.data_dir})" if self._embedded else "")]
+            where = ("not reachable yet; receiving"
+                     + (" and spooling" if self.spooler.enabled else "")
+                     + " until it answers")
+        lines = [f"pgsyslog is receiving; database: {where}"]
         for item in self.state.listening:
             lines.append(f"listening on {item.transport}://{item.endpoint}")
         example = logger_example(self.state.listening)
@@ -243,17 +399,72 @@ class Receiver:
         print("\n".join(lines), file=self.out, flush=True)
 
     def _dsn_flag(self) -> str:
-        if self._embedded is None:
-            return f" --dsn '{self.config.dsn}'"
+        if self.config.dsn:
+            return f" --dsn '{mask_dsn(self.config.dsn)}'"
         if self.config.data_dir != default_data_dir():
             return f" --data-dir {self.config.data_dir}"
         return ""
 
     # ------------------------------------------------------------------ stop
 
+    async def _shut_down(self) -> None:
+        """Stop reading, write what was read as far as the deadline allows, spool the rest."""
+        if self._schedule is not None:
+            self._schedule.shutdown()
+        log.info("stopping: closing listeners, then writing what was received")
+        deadline = time.monotonic() + self.config.shutdown_timeout
+        await self._until_hurry(self._stop_listeners(deadline), deadline)
+        for writer in self._writers.values():
+            writer.close()
+        writers_done = asyncio.gather(*self._writers, return_exceptions=True)
+        await self._until_hurry(writers_done, deadline)
+        await self._until_hurry(self._spool_replayed(), deadline)
+        await self._spool_what_is_left()
+
+    async def _until_hurry(self, work: Awaitable[Any], deadline: float) -> None:
+        """Wait for ``work`` until the deadline or a second signal (work goes on)."""
+        task = asyncio.ensure_future(work)
+        hurry = asyncio.ensure_future(self._hurry.wait())
+        try:
+            await asyncio.wait((task, hurry), timeout=max(0.0, deadline - time.monotonic()),
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            hurry.cancel()
+
+    async def _spool_replayed(self) -> None:
+        while self.spooler.pending and self.link.ready.is_set() and not self.link.down:
+            await asyncio.sleep(0.1)
+
+    async def _spool_what_is_left(self) -> None:
+        """Cancel the writers; spool their batches and the queue in frames of batch_rows,
+        past spool_max_bytes; without a spool, count and log what is lost."""
+        for task in self._writers:
+            task.cancel()
+        await asyncio.gather(*self._writers, return_exceptions=True)
+        left = [w.current.records for w in self._writers.values() if w.current is not None]
+        left.append(self.queue.take_all())
+        batches = [Batch.new(chunk) for records in left
+                   for chunk in chunks(records, self.config.batch_rows)]
+        rows = sum(len(b.records) for b in batches)
+        if not rows:
+            return
+        if not self.spooler.enabled:
+            self.state.counters.lost_at_stop += rows
+            log.error("stopped with %d rows neither written nor spooled (spool_max_bytes = 0 "
+                      "turns the spool off): they are lost", rows)
+            return
+        spooled = 0
+        for batch in batches:
+            if await self.spooler.put(batch, force=True):
+                spooled += len(batch.records)
+        log.warning("database not written in time at the stop: %d rows spooled for the next "
+                    "start%s", spooled,
+                    f", {rows - spooled} lost (the disk refused them)" if spooled < rows else "")
+
     async def _stop_listeners(self, deadline: float) -> None:
         for server in self._stream_servers:
             server.close()  # no new connections; open ones go on
+        self._kernel_udp_drops()  # the last count of the sockets, before they close
         for listener in self._udp:
             await listener.stop(deadline)
         registry = self.state.registry
@@ -267,9 +478,19 @@ class Receiver:
     def _any_paused(self) -> bool:
         return any(c.paused for c in self.state.registry.connections)
 
-    def _stop_database(self) -> None:
-        if self._embedded is not None:
-            self._embedded.stop()
+    async def _close_everything(self) -> None:
+        for server in self._stream_servers:
+            server.close()
+        for task in [*self._background, *self._writers]:
+            task.cancel()
+        await asyncio.gather(*self._background, *self._writers, return_exceptions=True)
+        if self._writers and (self.queue or any(w.current for w in self._writers.values())):
+            await self._spool_what_is_left()  # an exit that skipped the stop (start-up error)
+        if self._schedule is not None:
+            self._schedule.shutdown()
+        if self._http is not None:
+            await self._http.close()
+        await asyncio.to_thread(self._stop_database)
 
 
 def logger_example(listening: list[Listening]) -> str | None:
@@ -288,13 +509,15 @@ def logger_example(listening: list[Listening]) -> str | None:
 
 
 @contextmanager
-def _signals_set(handler: Callable[[], None]) -> Iterator[None]:
-    """SIGTERM and SIGINT call ``handler`` while inside; the old handlers come back after."""
+def _signals_set(stop: Callable[[], None], reload: Callable[[], None]) -> Iterator[None]:
+    """SIGTERM and SIGINT call ``stop``, SIGHUP ``reload``, while inside; the old handlers
+    come back after."""
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    handlers = {signal.SIGTERM: stop, signal.SIGINT: stop, signal.SIGHUP: reload}
+    for sig, handler in handlers.items():
         loop.add_signal_handler(sig, handler)
     try:
         yield
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in handlers:
             loop.remove_signal_handler(sig)
