@@ -1,0 +1,189 @@
+"""What the fault tests share: fixtures (PostgreSQL 15, the fault proxy) and helpers.
+
+A test module uses the fixtures with ``pytest_plugins = ["faultkit"]``. Every message a
+test sends carries a unique id in its text, so that counting rows, distinct messages and
+messages sent tells duplicates from losses.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import pytest
+from faultproxy import FaultProxy, running_proxy
+from pg15 import Pg15, running_pg15, unavailable_reason
+
+from helpers import ServerProcess, query, start_server
+from pgsyslog.storage.spool import Spool
+
+CHUNK = 200  # messages per sendall
+
+
+@pytest.fixture
+def pg() -> Iterator[Pg15]:
+    """A PostgreSQL 15 of this test's own, with a migrated database at ``pg.dsn``."""
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    with running_pg15() as server:
+        yield server
+
+
+@pytest.fixture
+def proxy(pg: Pg15) -> Iterator[FaultProxy]:
+    """The fault proxy in front of ``pg``; ``proxy.dsn(pg.dsn)`` goes through it."""
+    with running_proxy("127.0.0.1", pg.port) as fault_proxy:
+        yield fault_proxy
+
+
+@pytest.fixture
+def servers() -> Iterator[Callable[..., ServerProcess]]:
+    """Start `pgsyslog serve` with a TCP listener; whatever is still running is killed."""
+    started: list[ServerProcess] = []
+
+    def start(dsn: str | None, data_dir: Path, *args: str) -> ServerProcess:
+        dsn_args = ["--dsn", dsn] if dsn else []
+        server = start_server([*dsn_args, "--data-dir", str(data_dir),
+                               "--tcp", "127.0.0.1:0", *args])
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        if server.proc.poll() is None:
+            server.stop(signal.SIGKILL)
+
+
+# ----------------------------------------------------------------------------- messages
+
+
+def line(i: int, tag: str = "id") -> bytes:
+    return b"<14>1 2026-11-21T11:59:58Z faulthost faults - - - %s=%07d\n" % (tag.encode(), i)
+
+
+class Sender(threading.Thread):
+    """Sends messages ``ids`` over one TCP connection, ``rate`` a second (0: at once).
+
+    ``sent`` counts the messages the kernel took so far; ``error`` holds why it stopped early.
+    """
+
+    def __init__(self, port: int, ids: Iterable[int], rate: float = 0, tag: str = "id") -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.ids = list(ids)
+        self.rate = rate
+        self.tag = tag
+        self.sent = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port)) as s:
+                started = time.monotonic()
+                for first in range(0, len(self.ids), CHUNK):
+                    chunk = self.ids[first:first + CHUNK]
+                    s.sendall(b"".join(line(i, self.tag) for i in chunk))
+                    self.sent += len(chunk)
+                    if self.rate:
+                        ahead = started + self.sent / self.rate - time.monotonic()
+                        if ahead > 0:
+                            time.sleep(ahead)
+        except OSError as e:
+            self.error = e
+
+    def finish(self, timeout: float = 120) -> int:
+        self.join(timeout)
+        assert not self.is_alive(), f"the sender is still sending after {timeout} s"
+        assert self.error is None, f"the sender failed after {self.sent}: {self.error!r}"
+        return self.sent
+
+
+def send(port: int, ids: Iterable[int], tag: str = "id") -> int:
+    sender = Sender(port, ids, tag=tag)
+    sender.start()
+    return sender.finish()
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def stored(dsn: str, tag: str = "id") -> tuple[int, int]:
+    """(rows, distinct messages) of this tag in syslog.messages."""
+    rows = query(dsn, "SELECT count(*), count(DISTINCT message) FROM syslog.messages "
+                      "WHERE message LIKE %s", (f"{tag}=%",))
+    return int(rows[0][0]), int(rows[0][1])
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, what: str,
+               every: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(every)
+    raise AssertionError(f"{what}: not within {timeout} s")
+
+
+def wait_for_stored(dsn: str, count: int, timeout: float = 60, tag: str = "id") -> None:
+    """Poll until ``count`` rows of the tag are stored (or more: the caller checks)."""
+    def enough() -> bool:
+        try:
+            return stored(dsn, tag)[0] >= count
+        except Exception:  # the database may be coming back
+            return False
+
+    wait_until(enough, timeout, f"{count} rows stored (have {_safe_stored(dsn, tag)})", 0.5)
+
+
+def _safe_stored(dsn: str, tag: str) -> object:
+    try:
+        return stored(dsn, tag)
+    except Exception as e:
+        return e
+
+
+_METRIC_RE = re.compile(r"^(pgsyslog_[a-z_]+)(?:\{[^}]*\})? ([0-9.e+-]+)$", re.MULTILINE)
+
+
+def metrics(server: ServerProcess) -> dict[str, float]:
+    """The /metrics values, summed over labels, by metric name."""
+    url = f"http://127.0.0.1:{server.port('http')}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        text = answer.read().decode()
+    totals: dict[str, float] = {}
+    for name, value in _METRIC_RE.findall(text):
+        totals[name] = totals.get(name, 0.0) + float(value)
+    return totals
+
+
+def received(server: ServerProcess) -> int:
+    return int(metrics(server).get("pgsyslog_messages_received_total", 0))
+
+
+def wait_for_received(server: ServerProcess, count: int, timeout: float = 60) -> None:
+    wait_until(lambda: received(server) >= count, timeout,
+               f"serve received {count} messages (has {received(server)})")
+
+
+def spool_frames(data_dir: Path) -> list[int]:
+    """Rows in each frame of the spool under data_dir, in order."""
+    spool = Spool(data_dir / "spool", max_bytes=1 << 40, fsync=False)
+    return [len(frame.records) for frame in spool.frames()]
+
+
+def log_lines_since(server: ServerProcess, start: int) -> list[str]:
+    return server.errors[start:]
+
+
+def stop_in_time(server: ServerProcess, seconds: float) -> int:
+    """SIGTERM, then the exit status; fails when serve takes longer than ``seconds``."""
+    status = server.stop(timeout=seconds)
+    server.final_counters()  # every exit path prints the `stopped: {...}` summary
+    return status
