@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pgsyslog.receiver.parsers import FORMAT_CHOICES, FormatChoice, parse_message
+from pgsyslog.receiver.parsers.build import FIELD_LIMITS
 from pgsyslog.record import FORMATS, ParseContext, Record, record_fields
 
 PEER = "192.0.2.50"
@@ -26,6 +27,7 @@ FRAGMENTS = [
     b"2026-13-45T25:61:61Z", b"+01:00", b" UTC", b"CET:", b"host ", b"app[12]: ", b"app: ",
     b'[a x="1"]', b'[a x="1" x="2"]', b"123: ", b"ERROR ", b"info ", b"\xef\xbb\xbf", b"\x00",
     b"\r", b"\n", b"\t", b"\xc3\xa9", b"\xff", b"\xc3", b"\xf0\x9f\x9a\x80",
+    b"h" * 300 + b" ", b"t" * 60 + b": ", b"t" * 60 + b"[" + b"9" * 140 + b"]: ",
 ]  # fmt: skip
 syslogish = st.lists(st.sampled_from(FRAGMENTS) | st.binary(max_size=6), max_size=40).map(b"".join)
 
@@ -43,6 +45,8 @@ def check_invariants(data: bytes, record: Record | None) -> None:
     assert (record.raw is None) == (record.parse_error is None)
     assert record.raw in (None, data)
     assert "internal parser error" not in (record.parse_error or "")
+    for name, limit in FIELD_LIMITS.items():
+        assert len(getattr(record, name) or "") <= limit, name
     assert (record.received_at, record.source_ip, record.transport) == (
         CTX.received_at,
         PEER,
@@ -66,7 +70,15 @@ def test_syslog_like_bytes_never_raise(data: bytes, fmt: FormatChoice) -> None:
 # ----------------------------------------------------------------------------- round trip
 
 PRINTUSASCII = st.characters(min_codepoint=33, max_codepoint=126)
-header_field = st.none() | st.text(PRINTUSASCII, min_size=1, max_size=48).filter(lambda s: s != "-")
+
+
+def header_field(max_size: int) -> st.SearchStrategy[str | None]:
+    return st.none() | st.text(PRINTUSASCII, min_size=1, max_size=max_size).filter(
+        lambda s: s != "-")
+
+
+# HOSTNAME, APP-NAME, PROCID, MSGID within RFC 5424's limits.
+header_fields = st.tuples(*(header_field(limit) for limit in FIELD_LIMITS.values())).map(list)
 sd_name = st.text(
     st.characters(min_codepoint=33, max_codepoint=126, exclude_characters='= ]"['),
     min_size=1,
@@ -127,7 +139,7 @@ def expected_sd(elements: list[tuple[str, list[tuple[str, str]]]]) -> dict[str, 
 @given(
     st.integers(0, 191),
     timestamps,
-    st.lists(header_field, min_size=4, max_size=4),
+    header_fields,
     sd_elements,
     messages,
 )
@@ -152,4 +164,23 @@ def test_rfc5424_round_trip(
         msgid,
     )
     assert record.structured_data == expected_sd(elements)
+    assert record.message == message
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(PRINTUSASCII, min_size=1, max_size=400).filter(lambda s: s != "-"),
+                min_size=4, max_size=4), messages)
+def test_header_fields_past_their_limits_are_cut_and_the_rest_is_kept(
+    header: list[str], message: str
+) -> None:
+    data = write_rfc5424(14, None, list(header), [], message)
+    record = parse_message(data, CTX)
+    assert record is not None
+    limits = list(FIELD_LIMITS.items())
+    assert [record.hostname, record.app_name, record.procid, record.msgid] == [
+        value[:limit] for value, (_, limit) in zip(header, limits, strict=True)]
+    cut = [f"{name} cut to {limit} characters"
+           for value, (name, limit) in zip(header, limits, strict=True) if len(value) > limit]
+    assert record.parse_error == ("; ".join(cut) or None)
+    assert record.raw == (data if cut else None)
     assert record.message == message

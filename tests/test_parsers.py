@@ -684,3 +684,108 @@ def test_rfc5424_drops_one_leading_space_of_msg_only() -> None:
     assert parse("<14>1 - h app - - -  one").message == "one"
     assert parse("<14>1 - h app - - -   indented").message == " indented"
     assert parse('<14>1 - h app - - [a@1 b="c"]  after sd').message == "after sd"
+
+
+HOSTILE = "x" * 3000
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        pytest.param(
+            f"<14>1 2026-11-21T11:59:58Z {HOSTILE} app 12 ID1 - text",
+            fields("rfc5424", 14, "text", time="2026-11-21T11:59:58Z", host="x" * 255,
+                   app="app", procid="12", msgid="ID1", error="hostname cut to 255 characters"),
+            id="rfc5424_hostname",
+        ),
+        pytest.param(
+            f"<14>1 - h {HOSTILE} {'p' * 129} {'m' * 33} - text",
+            fields("rfc5424", 14, "text", host="h", app="x" * 48, procid="p" * 128,
+                   msgid="m" * 32, error="app_name cut to 48 characters; procid cut to 128 "
+                                         "characters; msgid cut to 32 characters"),
+            id="rfc5424_app_procid_msgid",
+        ),
+        pytest.param(
+            f"<14>1 not-a-time h {HOSTILE} - - - text",
+            fields("rfc5424", 14, "text", host="h", app="x" * 48,
+                   error="TIMESTAMP 'not-a-time' is not RFC 3339; app_name cut to 48 characters"),
+            id="rfc5424_cut_and_bad_timestamp",
+        ),
+        pytest.param(
+            f"<14>1 - h {HOSTILE}",
+            fields("rfc5424", 14, "", host="h", app="x" * 48,
+                   error="RFC 5424 header is cut off: PROCID is missing; "
+                         "app_name cut to 48 characters"),
+            id="rfc5424_cut_off_header",
+        ),
+        pytest.param(
+            f"<13>Nov 21 11:59:58 {HOSTILE} sshd[42]: text",
+            fields("rfc3164", 13, "text", time="2026-11-21T11:59:58Z", host="x" * 255,
+                   app="sshd", procid="42", error="hostname cut to 255 characters"),
+            id="rfc3164_hostname",
+        ),
+        pytest.param(
+            f"<13>Nov 21 11:59:58 host {HOSTILE}[{'9' * 200}]: text",
+            fields("rfc3164", 13, "text", time="2026-11-21T11:59:58Z", host="host",
+                   app="x" * 48, procid="9" * 128,
+                   error="app_name cut to 48 characters; procid cut to 128 characters"),
+            id="rfc3164_tag_and_pid",
+        ),
+        pytest.param(
+            f"<13>{HOSTILE}: text without a timestamp",
+            fields("rfc3164", 13, "text without a timestamp", app="x" * 48,
+                   error="app_name cut to 48 characters"),
+            id="rfc3164_tag_without_timestamp",
+        ),
+        pytest.param(
+            f"<189>123: {HOSTILE}: *Mar  1 00:00:17.123: %SYS-5-CONFIG_I: Configured",
+            fields("rfc3164", 189,
+                   f"123: {HOSTILE}: *Mar  1 00:00:17.123: %SYS-5-CONFIG_I: Configured",
+                   host="x" * 255, error="hostname cut to 255 characters"),
+            id="cisco_ios_seqno_hostname",
+        ),
+        pytest.param(
+            f"2026-11-21T11:59:58Z {HOSTILE} ERROR boom",
+            fields("custom", 11, "boom", time="2026-11-21T11:59:58Z", app="x" * 48,
+                   error="app_name cut to 48 characters"),
+            id="custom_service",
+        ),
+        pytest.param(
+            f"<14>1 - {'h' * 255} {'a' * 48} {'p' * 128} {'m' * 32} - at the limits",
+            fields("rfc5424", 14, "at the limits", host="h" * 255, app="a" * 48,
+                   procid="p" * 128, msgid="m" * 32),
+            id="rfc5424_at_the_limits",
+        ),
+    ],
+)
+def test_header_fields_longer_than_rfc5424_allows_are_cut(line: str,
+                                                         expected: dict[str, Any]) -> None:
+    record = parse(line)
+    assert_record(record, expected)
+    assert record.raw in (None, line.encode())  # the original bytes, whole
+
+
+def sd_line(sd: str) -> str:
+    return f"<14>1 - h app - - {sd} the message"
+
+
+@pytest.mark.parametrize(
+    ("sd", "kept", "error"),
+    [
+        pytest.param('[big v="' + "v" * 100_000 + '"][after x="1"]', {"big": {}},
+                     "structured_data cut to 65536 characters", id="100kb_value"),
+        pytest.param("".join(f"[e{i}]" for i in range(200)),
+                     {f"e{i}": {} for i in range(128)},
+                     "structured_data cut to 128 elements", id="200_elements"),
+        pytest.param("[many" + "".join(f' p{i}="{i}"' for i in range(1500)) + "]",
+                     {"many": {f"p{i}": str(i) for i in range(1024)}},
+                     "structured_data cut to 1024 params", id="1500_params"),
+        pytest.param("".join(f"[e{i}]" for i in range(128)),
+                     {f"e{i}": {} for i in range(128)}, None, id="128_elements_fit"),
+    ],
+)
+def test_structured_data_is_bounded(sd: str, kept: dict[str, Any], error: str | None) -> None:
+    record = parse(sd_line(sd))
+    assert (record.structured_data, record.parse_error) == (kept, error)
+    assert record.message == "the message"  # MSG starts after the whole SD, cut or not
+    assert record.raw == (None if error is None else sd_line(sd).encode())

@@ -9,6 +9,16 @@ from pgsyslog.record import Format, ParseContext, Record, StructuredData
 from .pri import DEFAULT_FACILITY, DEFAULT_SEVERITY, NO_PRI
 from .text import BOM
 
+# RFC 5424's header field limits (section 6), for every format. A longer value is cut to
+# its limit and the record says so; besides, PostgreSQL refuses a btree entry over ~2.7 kB
+# (the hostname and app_name indexes), which would fail the whole batch.
+MAX_HOSTNAME = 255
+MAX_APP_NAME = 48
+MAX_PROCID = 128
+MAX_MSGID = 32
+FIELD_LIMITS = {"hostname": MAX_HOSTNAME, "app_name": MAX_APP_NAME, "procid": MAX_PROCID,
+                "msgid": MAX_MSGID}
+
 
 def make_record(
     ctx: ParseContext,
@@ -28,9 +38,18 @@ def make_record(
 ) -> Record:
     """A record from what a parser found.
 
-    The hostname falls back to the peer, a BOM before the message is dropped, and ``raw``
-    is kept only with an error.
+    The hostname falls back to the peer, a BOM before the message is dropped, header
+    fields longer than FIELD_LIMITS are cut (with an error), and ``raw`` is kept only with
+    an error.
     """
+    if (
+        (hostname is not None and len(hostname) > MAX_HOSTNAME)
+        or (app_name is not None and len(app_name) > MAX_APP_NAME)
+        or (procid is not None and len(procid) > MAX_PROCID)
+        or (msgid is not None and len(msgid) > MAX_MSGID)
+    ):
+        hostname, app_name, procid, msgid, parse_error = _cut_fields(
+            (hostname, app_name, procid, msgid), parse_error)
     # Positional, in the field order of Record: keywords would add a tenth to a whole parse.
     return Record(
         ctx.received_at,
@@ -58,3 +77,17 @@ def raw_record(ctx: ParseContext, data: bytes, text: str, reason: str, pri: int 
     else:
         facility, severity = DEFAULT_FACILITY, DEFAULT_SEVERITY
     return make_record(ctx, data, "raw", facility, severity, text, parse_error=reason)
+
+
+def _cut_fields(
+    values: tuple[str | None, str | None, str | None, str | None], parse_error: str | None
+) -> tuple[str | None, str | None, str | None, str | None, str | None]:
+    """Cut hostname, app_name, procid and msgid to their limits; say which were cut."""
+    cut: list[str | None] = []
+    errors = [] if parse_error is None else [parse_error]
+    for (name, limit), value in zip(FIELD_LIMITS.items(), values, strict=True):
+        if value is not None and len(value) > limit:
+            errors.append(f"{name} cut to {limit} characters")
+            value = value[:limit]
+        cut.append(value)
+    return cut[0], cut[1], cut[2], cut[3], "; ".join(errors)

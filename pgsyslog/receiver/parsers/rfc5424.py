@@ -62,14 +62,15 @@ def _split_sd(rest: str) -> tuple[StructuredData | None, str, str | None]:
     if rest.startswith("- "):
         return None, _message_from(rest, 2), None
     if rest.startswith("["):
-        sd, end, error = parse_structured_data(rest, 0)
+        sd, end, error = parse_structured_data(rest, 0)  # with sd: why it was cut, if it was
         if sd is None:
             return None, rest, error
         if end == len(rest):
-            return sd, "", None
+            return sd, "", error
         if rest[end] == " ":
-            return sd, _message_from(rest, end + 1), None
-        return sd, rest[end:], "no space between STRUCTURED-DATA and MSG"
+            return sd, _message_from(rest, end + 1), error
+        no_space = "no space between STRUCTURED-DATA and MSG"
+        return sd, rest[end:], no_space if error is None else f"{error}; {no_space}"
     token = rest.split(" ", 1)[0]
     return None, rest, f"STRUCTURED-DATA {token[:40]!r} is neither '-' nor '[...]'"
 
