@@ -8,7 +8,7 @@ from datetime import UTC, datetime, tzinfo
 
 from pgsyslog.config import SourceZone
 from pgsyslog.receiver.counters import Counters
-from pgsyslog.receiver.framing import Frame
+from pgsyslog.receiver.framing import Frame, strip_datagram_count
 from pgsyslog.receiver.parsers import parse_message
 from pgsyslog.receiver.queue import RecordQueue
 from pgsyslog.record import ParseContext, Record, Transport
@@ -67,7 +67,9 @@ class Intake:
         return ParseContext(datetime.now(UTC), self.zones.zone_for(source_ip), source_ip,
                             transport)
 
-    def parse(self, data: bytes, ctx: ParseContext, truncated: bool = False) -> Record | None:
+    def parse(self, data: bytes, ctx: ParseContext, truncated: bool = False,
+              cut: str | None = None) -> Record | None:
+        """One message to a record (None when empty); ``cut`` says why its frame ended early."""
         counters = self.counters
         counters.received += 1
         if len(data) > self.max_length:
@@ -82,6 +84,9 @@ class Intake:
             counters.truncated += 1
             record.add_error(f"message truncated to max_frame_length ({self.max_length} bytes)",
                              data)
+        if cut is not None:
+            counters.cut_short += 1
+            record.add_error(f"frame cut short: {cut}", data)
         if record.parse_error is not None:
             counters.parse_failed += 1
         return record
@@ -98,14 +103,18 @@ class Intake:
         ctx = self.context(source_ip, transport)
         self._count_received(transport, len(frames))
         parse, put = self.parse, self.queue.put
-        for data, truncated in frames:
-            record = parse(data, ctx, truncated)
+        for data, truncated, cut in frames:
+            record = parse(data, ctx, truncated, cut)
             if record is not None:
                 put(record)
 
     def offer(self, data: bytes, source_ip: str | None) -> None:
-        """For UDP: queue when there is room, else drop and count."""
+        """For UDP: queue when there is room, else drop and count.
+
+        A datagram framed with an octet count of its own length (syslog-ng's loggen) is
+        taken without the count.
+        """
         self._count_received("udp", 1)
-        record = self.parse(data, self.context(source_ip, "udp"))
+        record = self.parse(strip_datagram_count(data), self.context(source_ip, "udp"))
         if record is not None and not self.queue.offer(record):
             self.counters.dropped_queue_full += 1
