@@ -58,6 +58,9 @@ START_WAIT = 15.0
 KEEPER_BACKOFF_FIRST = 1.0  # seconds between tries to reach the database at start...
 KEEPER_BACKOFF_MAX = 30.0  # ... doubling up to this
 SUPERVISE_INTERVAL = 2.0  # seconds between checks that the embedded server still runs
+# A stop signal this soon after the first is the same one delivered twice (timeout(1) and
+# some supervisors signal the process and its group), not a second request.
+SAME_SIGNAL = 1.0
 
 
 class StartupError(Exception):
@@ -101,12 +104,18 @@ class Receiver:
         self._background: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
         self._hurry = asyncio.Event()  # a second signal: spool what is in memory, exit now
+        self._stop_asked = 0.0
+        self._display_dsn: str | None = None  # as configured or started, without timeouts
 
     def request_stop(self) -> None:
         if self._stop.is_set():
+            if time.monotonic() - self._stop_asked < SAME_SIGNAL:
+                return  # one signal delivered twice (to the process and its group)
             if not self._hurry.is_set():
                 log.warning("second stop signal: spooling what is in memory and exiting now")
             self._hurry.set()
+        else:
+            self._stop_asked = time.monotonic()
         self._stop.set()
 
     async def run(self) -> None:
@@ -258,6 +267,7 @@ class Receiver:
                 dsn = self._embedded.start()
             else:
                 dsn = self._embedded.restart()
+        self._display_dsn = dsn
         dsn = with_timeouts(dsn, self.link.timeouts)
         migrate.upgrade(dsn)
         # Partitions before the first write: wait for another receiver's run rather than skip.
@@ -379,8 +389,8 @@ class Receiver:
         return http
 
     def _announce(self) -> None:
-        if self.state.dsn is not None:
-            where = mask_dsn(self.state.dsn)
+        if self._display_dsn is not None and self.link.ready.is_set():
+            where = mask_dsn(self._display_dsn)
             if self._embedded:
                 where += f" (embedded, in {self.config.data_dir})"
         else:
