@@ -1,4 +1,4 @@
-"""Keys of the session-level advisory locks that keep several receivers from colliding."""
+"""Keys of the PostgreSQL advisory locks that keep several receivers from colliding."""
 
 from __future__ import annotations
 
@@ -6,3 +6,6 @@ from __future__ import annotations
 _BASE = 0x7067_7379_736C_6F00
 MIGRATIONS = _BASE + 1
 MAINTENANCE = _BASE + 2
+# First half of the two-int key (PARTITION_DAY, day ordinal) held while one day's
+# partition is created or dropped ("pgsy"; two-int keys never meet the 64-bit ones).
+PARTITION_DAY = 0x7067_7379

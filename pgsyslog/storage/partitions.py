@@ -5,6 +5,9 @@ scheduler and the CLI only call them. Creation never runs ``CREATE TABLE ... PAR
 OF`` on the live parent (that takes an ACCESS EXCLUSIVE lock): it creates a free-standing
 table, adds a CHECK matching the range, and ATTACHes it, which with the CHECK in place
 needs only a SHARE UPDATE EXCLUSIVE lock on the parent and no scan.
+
+Whoever creates or drops the table of a day (the writer, maintenance) holds that day's
+advisory lock meanwhile, so that two of them never work on one day at once.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
@@ -21,6 +25,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import errors, sql
 
+from pgsyslog.storage import locks
 from pgsyslog.storage.schema import PARTITION_PREFIX, SCHEMA
 
 log = logging.getLogger(__name__)
@@ -28,10 +33,17 @@ log = logging.getLogger(__name__)
 PARENT = "messages"
 LOCK_TIMEOUT = "2s"
 ATTEMPTS = 5
+# How long one statement of the drop step (DETACH, FINALIZE, DROP) may wait for another
+# transaction before the step stops; the next run goes on from where it stopped.
+DROP_WAIT_LIMIT = 10.0
 _NAME_RE = re.compile(rf"^{PARTITION_PREFIX}(\d{{8}})$")
 
 T = TypeVar("T")
 Connection = psycopg.Connection[Any]
+
+
+class Blocked(Exception):
+    """A drop-step statement waited too long for another transaction; one line."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +75,21 @@ def partition_day(name: str) -> date | None:
     return datetime.strptime(match.group(1), "%Y%m%d").date() if match else None
 
 
+def _day_of(name: str) -> date:
+    day = partition_day(name)
+    if day is None:
+        raise ValueError(f"not a partition name: {name!r}")
+    return day
+
+
 def day_start(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def is_expired(day: date, now: datetime, retention_days: int) -> bool:
+    """Whether the whole of ``day`` ended more than retention_days ago (0 keeps all)."""
+    return retention_days > 0 and day_start(day + timedelta(days=1)) <= now - timedelta(
+        days=retention_days)
 
 
 def _with_retries(conn: Connection, action: Callable[[], T]) -> T:
@@ -83,6 +108,18 @@ def _with_retries(conn: Connection, action: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
+@contextmanager
+def _day_lock(conn: Connection, day: date) -> Iterator[None]:
+    """Hold the session-level advisory lock of ``day``'s table while inside."""
+    key = (locks.PARTITION_DAY, day.toordinal())
+    _with_retries(conn, lambda: conn.execute("SELECT pg_advisory_lock(%s::int4, %s::int4)", key))
+    try:
+        yield
+    finally:
+        if not conn.broken:
+            conn.execute("SELECT pg_advisory_unlock(%s::int4, %s::int4)", key)
+
+
 _CHILDREN_SQL = """
     SELECT c.relname, greatest(c.reltuples, 0)::bigint, pg_total_relation_size(c.oid),
            i.inhdetachpending
@@ -94,59 +131,82 @@ _CHILDREN_SQL = """
     ORDER BY c.relname
 """
 
+_FREE_TABLES_SQL = """
+    SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = %s AND c.relkind = 'r' AND NOT c.relispartition
+      AND starts_with(c.relname, %s)
+    ORDER BY c.relname
+"""
+
 
 def _children(conn: Connection) -> list[tuple[str, int, int, bool]]:
     """(name, row estimate, bytes, detach pending) of every partition of the parent."""
     return conn.execute(_CHILDREN_SQL, (SCHEMA, PARENT)).fetchall()
 
 
-def attached_partitions(conn: Connection) -> list[str]:
-    return [row[0] for row in _children(conn)]
+def _is_attached(conn: Connection, name: str) -> bool:
+    row = conn.execute("SELECT c.relispartition FROM pg_class c JOIN pg_namespace n "
+                       "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+                       (SCHEMA, name)).fetchone()
+    return bool(row and row[0])
+
+
+def left_over_tables(conn: Connection) -> list[str]:
+    """Tables named like a partition that are not attached: a crash between DETACH and
+    DROP, or during creation, leaves them. Other tables of the schema are never listed."""
+    rows = conn.execute(_FREE_TABLES_SQL, (SCHEMA, PARTITION_PREFIX)).fetchall()
+    return [name for (name,) in rows if is_partition_name(name)]
 
 
 def create_partition(conn: Connection, day: date) -> bool:
-    """Create and attach the partition of ``day``; False when it was already attached."""
+    """Create and attach the partition of ``day``; False when it was already attached.
+
+    Serialized per day across sessions and idempotent: a second creator finds it attached
+    and does nothing; a table left half made (created, with or without its CHECK) is
+    finished (tests: test_two_creators_of_one_day_make_one_partition,
+    test_a_half_made_partition_is_finished).
+    """
     name = partition_name(day)
-    if name in attached_partitions(conn):
+    if _is_attached(conn, name):
         return False
-    table = sql.Identifier(SCHEMA, name)
-    parent = sql.Identifier(SCHEMA, PARENT)
-    check = sql.Identifier(f"{name}_range")
-    lower, upper = sql.Literal(day_start(day)), sql.Literal(day_start(day + timedelta(days=1)))
-
-    def create() -> None:
-        conn.execute(
-            sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
-            ).format(table, parent)
-        )
-        conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(table, check))
-        conn.execute(
-            sql.SQL(
-                "ALTER TABLE {} ADD CONSTRAINT {} "
-                "CHECK (received_at IS NOT NULL AND received_at >= {} AND received_at < {})"
-            ).format(table, check, lower, upper)
-        )
-
-    def attach() -> None:
-        conn.execute(
-            sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
-                parent, table, lower, upper
-            )
-        )
-        # The CHECK only spared ATTACH a scan; the partition bound now says the same.
-        conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(table, check))
-
-    _with_retries(conn, create)
-    try:
-        _with_retries(conn, attach)
-    except errors.InvalidObjectDefinition:
-        # Another receiver attached it between our look and our ATTACH.
-        if name not in attached_partitions(conn):
-            raise
-        return False
+    with _day_lock(conn, day):
+        if _is_attached(conn, name):  # made by another session while we waited
+            return False
+        _with_retries(conn, lambda: _create_with_check(conn, day))
+        _with_retries(conn, lambda: _attach(conn, day))
     log.info("created partition %s.%s", SCHEMA, name)
     return True
+
+
+def _range_literals(day: date) -> tuple[sql.Literal, sql.Literal]:
+    return sql.Literal(day_start(day)), sql.Literal(day_start(day + timedelta(days=1)))
+
+
+def _check_name(day: date) -> sql.Identifier:
+    return sql.Identifier(f"{partition_name(day)}_range")
+
+
+def _create_with_check(conn: Connection, day: date) -> None:
+    table = sql.Identifier(SCHEMA, partition_name(day))
+    lower, upper = _range_literals(day)
+    conn.execute(sql.SQL(
+        "CREATE TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+    ).format(table, sql.Identifier(SCHEMA, PARENT)))
+    conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(
+        table, _check_name(day)))
+    conn.execute(sql.SQL(
+        "ALTER TABLE {} ADD CONSTRAINT {} "
+        "CHECK (received_at IS NOT NULL AND received_at >= {} AND received_at < {})"
+    ).format(table, _check_name(day), lower, upper))
+
+
+def _attach(conn: Connection, day: date) -> None:
+    table = sql.Identifier(SCHEMA, partition_name(day))
+    lower, upper = _range_literals(day)
+    conn.execute(sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
+        sql.Identifier(SCHEMA, PARENT), table, lower, upper))
+    # The CHECK only spared ATTACH a scan; the partition bound now says the same.
+    conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(table, _check_name(day)))
 
 
 def ensure_partitions(conn: Connection, today: date, ahead: int) -> list[str]:
@@ -168,12 +228,14 @@ def list_partitions(conn: Connection) -> list[PartitionInfo]:
     return result
 
 
+def _expired(names: list[str], now: datetime, retention_days: int) -> list[str]:
+    return [name for name in names if is_expired(_day_of(name), now, retention_days)]
+
+
 def expired_partitions(conn: Connection, now: datetime, retention_days: int) -> list[str]:
-    """Partitions whose whole day ended more than retention_days ago (0 keeps everything)."""
-    if retention_days <= 0:
-        return []
-    cutoff = now - timedelta(days=retention_days)
-    return [p.name for p in list_partitions(conn) if p.range_end <= cutoff]
+    """What the drop step drops: partitions and left-over tables of expired days."""
+    return sorted(_expired([p.name for p in list_partitions(conn)] + left_over_tables(conn),
+                           now, retention_days))
 
 
 def finalize_pending_detaches(conn: Connection) -> list[str]:
@@ -182,52 +244,108 @@ def finalize_pending_detaches(conn: Connection) -> list[str]:
     for name, _, _, pending in _children(conn):
         if not pending:
             continue
-        conn.execute(
-            sql.SQL("ALTER TABLE {} DETACH PARTITION {} FINALIZE").format(
-                sql.Identifier(SCHEMA, PARENT), sql.Identifier(SCHEMA, name)
-            )
-        )
+        _bounded(conn, sql.SQL("ALTER TABLE {} DETACH PARTITION {} FINALIZE").format(
+            sql.Identifier(SCHEMA, PARENT), sql.Identifier(SCHEMA, name)),
+            f"finishing the pending detach of {SCHEMA}.{name}")
         log.info("finished the pending detach of partition %s.%s", SCHEMA, name)
         finished.append(name)
     return finished
 
 
-def drop_expired_partitions(conn: Connection, now: datetime, retention_days: int) -> list[str]:
-    """Detach (concurrently) and drop every expired partition; return their names.
+def drop_expired_partitions(conn: Connection, now: datetime, retention_days: int, *,
+                            wait_limit: float = DROP_WAIT_LIMIT) -> list[str]:
+    """Detach (concurrently) and drop every expired partition; return the tables dropped.
+
+    First finishes detaches left pending and settles left-over tables (see
+    :func:`settle_left_over_tables`). No statement waits more than ``wait_limit`` seconds
+    for another transaction: a blocked step logs one line and stops, and a DETACH cut
+    short stays pending for the next run to finish (test:
+    test_a_detach_blocked_by_an_open_transaction_is_finished_by_the_next_run).
 
     ``conn`` must be in autocommit mode: DETACH ... CONCURRENTLY cannot run in a
     transaction block. Inserts into other partitions go on meanwhile.
     """
     if not conn.autocommit:
         raise ValueError("drop_expired_partitions needs an autocommit connection")
-    dropped = [
-        name
-        for name in finalize_pending_detaches(conn)
-        if _drop_or_reattach(conn, name, now, retention_days)
-    ]
-    for name in expired_partitions(conn, now, retention_days):
-        conn.execute(
-            sql.SQL("ALTER TABLE {} DETACH PARTITION {} CONCURRENTLY").format(
-                sql.Identifier(SCHEMA, PARENT), sql.Identifier(SCHEMA, name)
-            )
-        )
-        conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(SCHEMA, name)))
-        log.info("dropped expired partition %s.%s", SCHEMA, name)
-        dropped.append(name)
+    dropped: list[str] = []
+    try:
+        with waits_bounded(conn, wait_limit):
+            for name in _retire_expired(conn, now, retention_days):
+                dropped.append(name)
+    except (Blocked, errors.LockNotAvailable, errors.QueryCanceled) as e:
+        log.warning("partition maintenance stopped: %s; the next run goes on from there",
+                    str(e).splitlines()[0])
     return dropped
 
 
-def _drop_or_reattach(conn: Connection, name: str, now: datetime, retention_days: int) -> bool:
-    """A partition whose detach was just finalized: drop it if expired (True), else re-attach."""
-    day = partition_day(name)
-    if day is None:
-        return False
-    expired = retention_days > 0 and day_start(day + timedelta(days=1)) <= now - timedelta(
-        days=retention_days
-    )
-    if expired:
-        conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(SCHEMA, name)))
-        log.info("dropped expired partition %s.%s", SCHEMA, name)
-    else:
-        create_partition(conn, day)
-    return expired
+def _retire_expired(conn: Connection, now: datetime, retention_days: int) -> Iterator[str]:
+    """Finish pending detaches, settle left-overs, detach and drop; yield each dropped."""
+    finalize_pending_detaches(conn)
+    yield from settle_left_over_tables(conn, now, retention_days)
+    for name in _expired([p.name for p in list_partitions(conn)], now, retention_days):
+        _bounded(conn, sql.SQL("ALTER TABLE {} DETACH PARTITION {} CONCURRENTLY").format(
+            sql.Identifier(SCHEMA, PARENT), sql.Identifier(SCHEMA, name)),
+            f"detaching {SCHEMA}.{name}")
+        if _drop_if_free(conn, name):
+            log.info("dropped expired partition %s.%s", SCHEMA, name)
+            yield name
+
+
+def settle_left_over_tables(conn: Connection, now: datetime, retention_days: int
+                            ) -> Iterator[str]:
+    """Drop left-over tables of expired days (yielding each); attach the others.
+
+    A young left-over is attached rather than dropped and made again: it may hold rows (a
+    detach finished for a shorter retention than today's, a detach by hand), and attaching
+    is what finishing a half-made partition does anyway. One whose rows or columns do not
+    fit stays as it is, with one line in the log; nothing in it is lost.
+    """
+    for name in left_over_tables(conn):
+        day = _day_of(name)
+        if is_expired(day, now, retention_days):
+            if _drop_if_free(conn, name):
+                log.info("dropped left-over table %s.%s of an expired day", SCHEMA, name)
+                yield name
+            continue
+        try:
+            create_partition(conn, day)
+        except (errors.IntegrityError, errors.ProgrammingError) as e:
+            # SQLSTATE classes 23 (rows outside the day) and 42 (columns unlike the parent)
+            log.warning("left-over table %s.%s cannot be attached and stays as it is: %s",
+                        SCHEMA, name, e.diag.message_primary or e.sqlstate)
+
+
+def _drop_if_free(conn: Connection, name: str) -> bool:
+    """Drop the table unless a creator attached it again meanwhile (a replayed spool)."""
+    with _day_lock(conn, _day_of(name)):
+        if _is_attached(conn, name):
+            return False
+        _bounded(conn, sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(SCHEMA, name)),
+                 f"dropping {SCHEMA}.{name}")
+    return True
+
+
+@contextmanager
+def waits_bounded(conn: Connection, seconds: float) -> Iterator[None]:
+    """Every lock wait and statement of the session bounded by ``seconds`` while inside.
+
+    For autocommit sessions, where SET LOCAL cannot be used; RESET afterwards gives back
+    what the DSN set."""
+    ms = sql.Literal(max(1, int(seconds * 1000)))
+    conn.execute(sql.SQL("SET lock_timeout = {}").format(ms))
+    conn.execute(sql.SQL("SET statement_timeout = {}").format(ms))
+    try:
+        yield
+    finally:
+        if not conn.broken:
+            conn.execute("RESET lock_timeout")
+            conn.execute("RESET statement_timeout")
+
+
+def _bounded(conn: Connection, statement: sql.Composed, doing: str) -> None:
+    """Run a statement under the session's timeouts; a timeout becomes Blocked."""
+    try:
+        conn.execute(statement)
+    except (errors.LockNotAvailable, errors.QueryCanceled):
+        raise Blocked(f"{doing} waited too long for another transaction using it "
+                      "(pg_stat_activity shows which)") from None
