@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
+from typing import TypeVar
 
 import psycopg
 import pytest
@@ -16,9 +18,16 @@ from pgsyslog.cli import cli
 from pgsyslog.record import Record
 from pgsyslog.storage import database, locks, partitions
 from pgsyslog.storage.copy import copy_records, register_adapters
-from pgsyslog.storage.maintenance import drain_unrouted, run_maintenance
+from pgsyslog.storage.maintenance import (
+    MaintenanceBusy,
+    MaintenanceResult,
+    drain_unrouted,
+    prune_batches,
+    run_maintenance,
+)
 
 TODAY = datetime.now(UTC).date()
+T = TypeVar("T")
 
 
 def record_at(when: datetime, message: str) -> Record:
@@ -248,3 +257,224 @@ def test_serve_runs_maintenance_on_schedule_and_logs_it(serve: Callable[..., Ser
     assert f"maintenance: dropped {expired}" in runs[0]
     assert all("nothing to do" in line for line in runs[1:])
     assert expired not in names(dsn)
+
+
+HANG_GUARD_S = 60  # a run that has not returned by then hangs: the test fails, not waits
+
+
+def run_in_thread(run: Callable[[], T]) -> tuple[threading.Thread, list[T | BaseException]]:
+    """Start run() in a thread; the list gets what it returned or raised."""
+    outcome: list[T | BaseException] = []
+
+    def target() -> None:
+        try:
+            outcome.append(run())
+        except BaseException as e:  # reported by the test
+            outcome.append(e)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def wait_for_advisory_waiter(dsn: str) -> None:
+    """Until a session of this database waits for an advisory lock (bounded)."""
+    for _ in range(200):
+        waiting = query(dsn, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = "
+                             "'advisory' AND datname = current_database()")
+        if waiting[0][0]:
+            return
+        threading.Event().wait(0.05)
+    raise AssertionError("nobody waited for the maintenance lock")
+
+
+def is_pending(dsn: str, name: str) -> list[tuple[object, ...]]:
+    return query(dsn, "SELECT i.inhdetachpending FROM pg_inherits i JOIN pg_class c "
+                      "ON c.oid = i.inhrelid WHERE c.relname = %s", (name,))
+
+
+def table_exists(dsn: str, name: str) -> bool:
+    return query(dsn, "SELECT to_regclass(%s)", (f"syslog.{name}",)) != [(None,)]
+
+
+def messages(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if text in r.getMessage()]
+
+
+def test_a_detach_blocked_by_an_open_transaction_is_finished_by_the_next_run(
+        dsn: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="pgsyslog")
+    old = TODAY - timedelta(days=60)
+    fill(dsn, [old])
+    name = partitions.partition_name(old)
+    with database.connect(dsn) as reader:
+        # A report still reading: its transaction locks the parent and every partition.
+        reader.execute("SELECT count(*) FROM syslog.messages")
+        thread, outcome = run_in_thread(lambda: run_maintenance(
+            dsn, ahead=3, retention_days=30, steps=("drop",), drop_wait_limit=1.0))
+        thread.join(HANG_GUARD_S)
+        hung = thread.is_alive()
+        reader.rollback()
+        assert not hung, "the detach waited without limit behind an open transaction"
+        assert len(outcome) == 1 and isinstance(outcome[0], MaintenanceResult), outcome
+        assert outcome[0].dropped == []
+        assert len(messages(caplog, "partition maintenance stopped")) == 1
+        assert is_pending(dsn, name) == [(True,)]
+    result = run_maintenance(dsn, ahead=3, retention_days=30, steps=("drop",))
+    assert result.dropped == [name]
+    assert not table_exists(dsn, name)
+    assert query(dsn, "SELECT count(*) FROM syslog.messages") == [(0,)]
+
+
+def test_start_up_waits_for_another_receivers_maintenance(
+        dsn: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="pgsyslog")
+    with database.connect(dsn, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (locks.MAINTENANCE,))
+        holder_pid = holder.info.backend_pid
+        thread, outcome = run_in_thread(lambda: run_maintenance(
+            dsn, ahead=6, retention_days=30, wait=True, steps=("ensure",)))
+        wait_for_advisory_waiter(dsn)
+        assert thread.is_alive() and outcome == []
+        holder.execute("SELECT pg_advisory_unlock(%s)", (locks.MAINTENANCE,))
+        thread.join(HANG_GUARD_S)
+    assert len(outcome) == 1 and isinstance(outcome[0], MaintenanceResult), outcome
+    assert outcome[0].ran
+    assert partitions.partition_name(TODAY + timedelta(days=6)) in outcome[0].created
+    waited = messages(caplog, "waiting for another receiver's partition maintenance")
+    assert len(waited) == 1 and f"pid {holder_pid}" in waited[0]
+
+
+def test_start_up_gives_up_in_one_line(dsn: str) -> None:
+    with database.connect(dsn, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (locks.MAINTENANCE,))
+        with pytest.raises(MaintenanceBusy) as raised:
+            run_maintenance(dsn, ahead=3, retention_days=30, wait=True, lock_wait_limit=0.5)
+        text = str(raised.value)
+        assert "\n" not in text and f"pid {holder.info.backend_pid}" in text
+    assert run_maintenance(dsn, ahead=3, retention_days=30, wait=True).ran  # lock left free
+
+
+def test_serve_waits_for_another_receivers_maintenance_at_start(
+        serve: Callable[..., ServerProcess], dsn: str) -> None:
+    started: list[ServerProcess] = []
+    with database.connect(dsn, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (locks.MAINTENANCE,))
+        starter = threading.Thread(target=lambda: started.append(serve("--udp", "127.0.0.1:0")))
+        starter.start()
+        wait_for_advisory_waiter(dsn)
+        holder.execute("SELECT pg_advisory_unlock(%s)", (locks.MAINTENANCE,))
+    starter.join(HANG_GUARD_S)
+    assert len(started) == 1
+    log_text = started[0].log
+    assert log_text.count("waiting for another receiver's partition maintenance") == 1
+    assert "Traceback" not in log_text
+
+
+def create_free_table(dsn: str, name: str) -> None:
+    with database.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE syslog.{name} "
+                     "(LIKE syslog.messages INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+
+
+def insert_into(dsn: str, name: str, when: datetime) -> None:
+    with database.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"INSERT INTO syslog.{name} (received_at, facility, severity, message, "
+                     "format, transport) VALUES (%s, 1, 5, 'kept', 'raw', 'udp')", (when,))
+
+
+def test_expired_left_over_tables_are_dropped_and_no_other_table_is_touched(
+        dsn: str) -> None:
+    old = TODAY - timedelta(days=60)
+    orphan = partitions.partition_name(old)
+    create_free_table(dsn, orphan)  # as a crash between DETACH and DROP leaves it
+    insert_into(dsn, orphan, partitions.day_start(old))
+    bystanders = [f"{orphan}_archive", "messages_p2020", "messages_old", "notes"]
+    for name in bystanders:
+        create_free_table(dsn, name)
+    result = run_maintenance(dsn, ahead=3, retention_days=30)
+    assert result.dropped == [orphan]
+    assert not table_exists(dsn, orphan)
+    assert all(table_exists(dsn, name) for name in bystanders)
+
+
+def test_a_young_left_over_table_is_attached_with_its_rows(dsn: str) -> None:
+    """Attached, not dropped and made again: a young left-over may hold rows (a detach
+    under a shorter retention than today's), and attaching is finishing a half-made one."""
+    young = TODAY - timedelta(days=10)
+    name = partitions.partition_name(young)
+    create_free_table(dsn, name)
+    insert_into(dsn, name, partitions.day_start(young) + timedelta(hours=3))
+    assert run_maintenance(dsn, ahead=3, retention_days=30).dropped == []
+    assert name in names(dsn)
+    assert query(dsn, "SELECT message, tableoid::regclass::text FROM syslog.messages") == [
+        ("kept", f"syslog.{name}")]
+
+
+def test_a_left_over_table_whose_rows_do_not_fit_stays_as_it_is(
+        dsn: str, caplog: pytest.LogCaptureFixture) -> None:
+    young = TODAY - timedelta(days=10)
+    name = partitions.partition_name(young)
+    create_free_table(dsn, name)
+    insert_into(dsn, name, partitions.day_start(young) - timedelta(hours=1))  # the day before
+    result = run_maintenance(dsn, ahead=3, retention_days=30)
+    assert result.ran and name not in names(dsn)
+    assert query(dsn, f"SELECT message FROM syslog.{name}") == [("kept",)]
+    assert len(messages(caplog, f"{name} cannot be attached")) == 1
+
+
+def range_checks(dsn: str, day: date) -> list[tuple[object, ...]]:
+    return query(dsn, "SELECT conname FROM pg_constraint WHERE conname = %s",
+                 (f"{partitions.partition_name(day)}_range",))
+
+
+def test_two_creators_of_one_day_make_one_partition(dsn: str) -> None:
+    for offset in range(100, 120):
+        day = TODAY + timedelta(days=offset)
+        both_connected = threading.Barrier(2)
+
+        def create(day: date = day, barrier: threading.Barrier = both_connected) -> bool:
+            with database.connect(dsn, autocommit=True) as conn:
+                barrier.wait(HANG_GUARD_S)
+                return partitions.create_partition(conn, day)
+
+        creators = [run_in_thread(create) for _ in range(2)]
+        for thread, _ in creators:
+            thread.join(HANG_GUARD_S)
+        outcomes = [outcome for _, made in creators for outcome in made]
+        assert outcomes.count(True) == 1 and outcomes.count(False) == 1, (day, outcomes)
+        assert names(dsn).count(partitions.partition_name(day)) == 1
+        assert range_checks(dsn, day) == []  # no CHECK left on the live partition
+
+
+def test_a_half_made_partition_is_finished(dsn: str) -> None:
+    day = TODAY + timedelta(days=20)
+    name = partitions.partition_name(day)
+    create_free_table(dsn, name)  # a creator crashed after CREATE TABLE
+    with database.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"ALTER TABLE syslog.{name} ADD CONSTRAINT {name}_range "
+                     "CHECK (received_at IS NOT NULL)")  # ... or after a CHECK of its own
+        assert partitions.create_partition(conn, day) is True
+        assert partitions.create_partition(conn, day) is False
+    assert name in names(dsn)
+    assert range_checks(dsn, day) == []
+
+
+def test_old_batch_identities_are_pruned_in_short_transactions(dsn: str) -> None:
+    now = datetime.now(UTC)
+    ages = [1, 29, 31, 40, 50, 60, 89, 91, 400]
+    with database.connect(dsn, autocommit=True) as conn:
+        for seq, age in enumerate(ages):
+            conn.execute("INSERT INTO syslog.batches (id, seq, committed_at) "
+                         "VALUES (gen_random_uuid(), %s, %s)", (seq, now - timedelta(days=age)))
+
+        def kept() -> list[int]:
+            rows = conn.execute("SELECT seq FROM syslog.batches ORDER BY seq").fetchall()
+            return [ages[seq] for (seq,) in rows]
+
+        assert prune_batches(conn, now, retention_days=0, batch_rows=2) == 2  # forever: 90 days
+        assert kept() == [1, 29, 31, 40, 50, 60, 89]
+        assert prune_batches(conn, now, retention_days=30, batch_rows=2) == 5
+        assert kept() == [1, 29]
+    result = run_maintenance(dsn, ahead=3, retention_days=1, now=now)
+    assert result.batches_pruned == 1 and "forgot 1 old batch identity" in result.summary()

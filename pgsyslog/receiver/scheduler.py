@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import psycopg
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from pgsyslog.config import Config
@@ -47,6 +48,12 @@ class MaintenanceSchedule:
             result = await asyncio.to_thread(
                 run_maintenance, self.dsn, ahead=self.config.partitions_ahead,
                 retention_days=self.config.retention_days)
+        except psycopg.Error as e:
+            # The database is away or refused a step: one line; every step resumes later.
+            log.warning("maintenance run failed (SQLSTATE %s): %s; the next one is in %ss",
+                        e.sqlstate, (str(e) or type(e).__name__).splitlines()[0],
+                        self.config.maintenance_interval)
+            return
         except Exception:
             log.exception("maintenance run failed; the next one is in %ss",
                           self.config.maintenance_interval)

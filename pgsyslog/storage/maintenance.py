@@ -1,9 +1,10 @@
-"""Maintenance runs: partitions ahead, expired partitions out, unrouted rows back in.
+"""Maintenance runs: partitions ahead, expired partitions out, unrouted rows back in,
+old batch identities forgotten.
 
 Each run opens its own connection and takes a session-level advisory lock on it, so that
 of several receivers on one database only one does maintenance at a time; the others
-skip (or, at start-up, wait). The work itself is the plain functions of partitions.py
-and :func:`drain_unrouted`.
+skip (or, at start-up, wait). The work itself is the plain functions of partitions.py,
+:func:`drain_unrouted` and :func:`prune_batches`.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg
-from psycopg import sql
+from psycopg import errors, sql
 
 from pgsyslog.storage import database, locks, partitions
 from pgsyslog.storage.schema import RECORD_COLUMNS, SCHEMA
@@ -24,9 +25,20 @@ from pgsyslog.storage.schema import RECORD_COLUMNS, SCHEMA
 log = logging.getLogger(__name__)
 
 DRAIN_BATCH_ROWS = 5000  # rows moved per transaction: short transactions, few round trips
-START_LOCK_WAIT = "60s"  # how long a starting receiver waits for another's maintenance
+PRUNE_BATCH_ROWS = 5000  # batch identities deleted per transaction, for the same reason
+# With retention forever, a batch identity is still forgotten after this many days: a
+# retry or a spool replay comes long before.
+BATCH_IDENTITY_DAYS = 90
+# How long a starting receiver waits for another's maintenance run before it gives up;
+# a run's every wait is bounded, so only a stuck session holds the lock this long.
+LOCK_WAIT_LIMIT = 600.0
 
 Connection = psycopg.Connection[Any]
+
+
+class MaintenanceBusy(Exception):
+    """Waiting for another session's maintenance lock took too long; the message is one
+    line for the operator."""
 
 
 @dataclass
@@ -35,31 +47,74 @@ class MaintenanceResult:
     created: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     drained: int = 0
+    batches_pruned: int = 0
 
     def summary(self) -> str:
         if not self.ran:
             return "skipped: another receiver holds the maintenance lock"
         done = [f"created {', '.join(self.created)}" if self.created else "",
                 f"dropped {', '.join(self.dropped)}" if self.dropped else "",
-                f"moved {self.drained} row(s) out of unrouted" if self.drained else ""]
+                f"moved {self.drained} row(s) out of unrouted" if self.drained else "",
+                f"forgot {self.batches_pruned} old batch identity(ies)"
+                if self.batches_pruned else ""]
         return "; ".join(d for d in done if d) or "nothing to do"
 
 
 @contextmanager
-def maintenance_lock(conn: Connection, *, wait: bool) -> Iterator[bool]:
-    """Hold the maintenance advisory lock while inside; yield False when it is taken."""
-    if wait:
-        conn.execute(sql.SQL("SET lock_timeout = {}").format(START_LOCK_WAIT))
-        conn.execute("SELECT pg_advisory_lock(%s)", (locks.MAINTENANCE,))
+def maintenance_lock(conn: Connection, *, wait: bool,
+                     wait_limit: float = LOCK_WAIT_LIMIT) -> Iterator[bool]:
+    """Hold the maintenance advisory lock while inside; yield False when it is taken.
+
+    With ``wait``, a lock held elsewhere is waited for (logged once) up to wait_limit
+    seconds, then MaintenanceBusy is raised (tests:
+    test_start_up_waits_for_another_receivers_maintenance, test_start_up_gives_up_in_one_line).
+    """
+    got = _try_lock(conn)
+    if not got and wait:
+        _wait_for_lock(conn, wait_limit)
         got = True
-    else:
-        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (locks.MAINTENANCE,)).fetchone()
-        got = bool(row and row[0])
     try:
         yield got
     finally:
-        if got and not conn.closed:
+        if got and not conn.broken:
             conn.execute("SELECT pg_advisory_unlock(%s)", (locks.MAINTENANCE,))
+
+
+def _try_lock(conn: Connection) -> bool:
+    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (locks.MAINTENANCE,)).fetchone()
+    return bool(row and row[0])
+
+
+def _wait_for_lock(conn: Connection, wait_limit: float) -> None:
+    holder = _lock_holder(conn)
+    log.info("waiting for another receiver's partition maintenance to finish (%s)", holder)
+    try:
+        with partitions.waits_bounded(conn, wait_limit):
+            conn.execute("SELECT pg_advisory_lock(%s)", (locks.MAINTENANCE,))
+    except (errors.LockNotAvailable, errors.QueryCanceled):
+        raise MaintenanceBusy(
+            f"gave up after {wait_limit:g}s waiting for another receiver's partition "
+            f"maintenance ({_lock_holder(conn)}); if that session is stuck, end it with "
+            "pg_terminate_backend(pid)") from None
+
+
+_HOLDER_SQL = """
+    SELECT a.pid, a.application_name, coalesce(host(a.client_addr), 'local socket')
+    FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND l.classid = %s::oid AND l.objid = %s::oid
+"""
+
+
+def _lock_holder(conn: Connection) -> str:
+    """Who holds the maintenance lock, for the operator: backend pid, program, client."""
+    key = locks.MAINTENANCE
+    row = conn.execute(_HOLDER_SQL, (key >> 32, key & 0xFFFF_FFFF)).fetchone()
+    if row is None:
+        return "its session just ended"
+    pid, program, client = row
+    return f"held by pid {pid}, {program or 'unnamed program'} from {client}"
 
 
 def drain_unrouted(conn: Connection, batch_rows: int = DRAIN_BATCH_ROWS) -> int:
@@ -104,6 +159,24 @@ def _move_batch(conn: Connection, days: list[date], batch_rows: int) -> int:
         return cur.rowcount
 
 
+def prune_batches(conn: Connection, now: datetime, retention_days: int,
+                  batch_rows: int = PRUNE_BATCH_ROWS) -> int:
+    """Delete identities of batches committed before the retention (BATCH_IDENTITY_DAYS
+    when it is forever), batch_rows per short transaction; return how many."""
+    cutoff = now - timedelta(days=retention_days or BATCH_IDENTITY_DAYS)
+    statement = sql.SQL(
+        "DELETE FROM {batches} WHERE id IN "
+        "(SELECT id FROM {batches} WHERE committed_at < %s LIMIT %s)"
+    ).format(batches=sql.Identifier(SCHEMA, "batches"))
+    pruned = 0
+    while True:
+        with conn.transaction():
+            n = conn.execute(statement, (cutoff, batch_rows)).rowcount
+        pruned += n
+        if n < batch_rows:
+            return pruned
+
+
 def run_maintenance(
     dsn: str,
     *,
@@ -111,12 +184,15 @@ def run_maintenance(
     retention_days: int,
     now: datetime | None = None,
     wait: bool = False,
-    steps: tuple[str, ...] = ("ensure", "drop", "drain"),
+    steps: tuple[str, ...] = ("ensure", "drop", "drain", "batches"),
+    lock_wait_limit: float = LOCK_WAIT_LIMIT,
+    drop_wait_limit: float = partitions.DROP_WAIT_LIMIT,
 ) -> MaintenanceResult:
-    """One locked maintenance run of the given steps; skips when another holds the lock."""
+    """One locked maintenance run of the given steps; skips when another holds the lock
+    (with ``wait``: waits, and raises MaintenanceBusy after lock_wait_limit seconds)."""
     now = now or datetime.now(UTC)
-    with database.connect(dsn, autocommit=True) as conn, maintenance_lock(conn,
-                                                                          wait=wait) as got:
+    with (database.connect(dsn, autocommit=True) as conn,
+          maintenance_lock(conn, wait=wait, wait_limit=lock_wait_limit) as got):
         result = MaintenanceResult(ran=got)
         if not got:
             log.info("maintenance %s", result.summary())
@@ -124,8 +200,11 @@ def run_maintenance(
         if "ensure" in steps:
             result.created = partitions.ensure_partitions(conn, now.date(), ahead)
         if "drop" in steps:
-            result.dropped = partitions.drop_expired_partitions(conn, now, retention_days)
+            result.dropped = partitions.drop_expired_partitions(
+                conn, now, retention_days, wait_limit=drop_wait_limit)
         if "drain" in steps:
             result.drained = drain_unrouted(conn)
+        if "batches" in steps:
+            result.batches_pruned = prune_batches(conn, now, retention_days)
     return result
 
