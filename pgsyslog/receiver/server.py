@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import functools
+import ipaddress
 import logging
 import signal
 import ssl
@@ -386,6 +387,10 @@ class Receiver:
         except OSError as e:
             raise bind_error("http", endpoint, e) from None
         self.state.listening.append(Listening("http", Endpoint(endpoint.host, http.port)))
+        if not self.config.http_token and not is_loopback(endpoint.host):
+            log.warning("the HTTP API on %s is open to the network without http_token: anyone "
+                        "who reaches it can read every message; set http_token, or listen "
+                        "on 127.0.0.1 and use an SSH tunnel", endpoint)
         return http
 
     def _announce(self) -> None:
@@ -501,6 +506,15 @@ class Receiver:
         if self._http is not None:
             await self._http.close()
         await asyncio.to_thread(self._stop_database)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name, or every address ("" / "0.0.0.0" are not loopback)
 
 
 def logger_example(listening: list[Listening]) -> str | None:
