@@ -1,104 +1,48 @@
-"""The HTTP API of `serve`: /healthz, /metrics, /api/search and the /api/tail event stream."""
+"""The HTTP API of `serve`: /healthz, /metrics, /api/search and the /api/tail event stream.
+
+Limits (pool, response cap, slow clients) are in test_http_limits.py, the token and
+sessions in test_http_auth.py, bad input in test_http_fuzz.py.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import http.client
-import json
 import signal
 import socket
 import threading
 import time
 import urllib.parse
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
+from http_client import EventStream, get, local_server
 from prometheus_client.parser import text_string_to_metric_families
+from psycopg.conninfo import make_conninfo
 
-from helpers import send_tcp, wait_for_rows
-from pgsyslog.config import Endpoint
-from pgsyslog.http import start_http
-from pgsyslog.receiver.queue import RecordQueue
-from pgsyslog.receiver.state import ReceiverState
+from helpers import query, send_tcp, wait_for_rows
+from pgsyslog.config import Config
+from pgsyslog.http import context
+from pgsyslog.storage import database, migrate, partitions
 from stored import insert, record
 
 NOW = datetime.now(UTC)
 
 
-def get(port: int, path: str, token: str | None = None) -> tuple[int, Any, http.client.HTTPMessage]:
-    """Status, body (parsed when JSON) and headers of GET path."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request("GET", path, headers={"Authorization": f"Bearer {token}"} if token else {})
-        response = conn.getresponse()
-        body: Any = response.read().decode()
-        if response.headers.get_content_type() == "application/json":
-            body = json.loads(body)
-        return response.status, body, response.headers
-    finally:
-        conn.close()
-
-
 def search(port: int, **params: str) -> Any:
-    status, body, _ = get(port, "/api/search?" + urllib.parse.urlencode(params))
-    assert status == 200, body
-    return body
-
-
-class EventStream:
-    """A client of /api/tail: reads Server-Sent Events as they come."""
-
-    def __init__(self, port: int, path: str, headers: dict[str, str] | None = None) -> None:
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        self.conn.request("GET", path, headers=headers or {})
-        self.response = self.conn.getresponse()
-        self.status = self.response.status
-        self.comments: list[str] = []
-
-    def events(self, n: int, timeout: float) -> list[dict[str, Any]]:
-        """Up to n events; fewer when none comes for ``timeout`` seconds or the stream ends."""
-        assert self.conn.sock is not None
-        self.conn.sock.settimeout(timeout)
-        got: list[dict[str, Any]] = []
-        fields: dict[str, str] = {}
-        try:
-            while len(got) < n:
-                line = self.response.readline().decode()
-                if not line:
-                    break  # the server ended the stream
-                line = line.rstrip("\n")
-                if line.startswith(":"):
-                    self.comments.append(line)
-                elif line:
-                    name, _, value = line.partition(": ")
-                    fields[name] = value
-                elif "data" in fields:
-                    event = json.loads(fields["data"])
-                    assert fields["id"] == str(event["id"])
-                    got.append(event)
-                    fields = {}
-        except TimeoutError:
-            pass
-        return got
-
-    def wait_open(self) -> None:
-        """The first comment: from here on, every new row is sent."""
-        line = self.response.readline().decode()
-        assert line.startswith(": pgsyslog live tail"), line
-
-    def close(self) -> None:
-        self.response.close()
-        self.conn.close()
+    reply = get(port, "/api/search?" + urllib.parse.urlencode(params))
+    assert reply.status == 200, reply.body
+    return reply.body
 
 
 def metrics(port: int) -> dict[str, float]:
-    status, text, headers = get(port, "/metrics")
-    assert status == 200
-    assert headers["Content-Type"].startswith("text/plain")
+    reply = get(port, "/metrics")
+    assert reply.status == 200
+    assert reply.headers["Content-Type"].startswith("text/plain")
     values = {}
-    for family in text_string_to_metric_families(text):
+    for family in text_string_to_metric_families(reply.text):
         for sample in family.samples:
             labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
             values[sample.name + (f"{{{labels}}}" if labels else "")] = sample.value
@@ -108,46 +52,132 @@ def metrics(port: int) -> dict[str, float]:
 # ---------------------------------------------------------------------------- /healthz
 
 
-def test_healthz_is_ok_then_503_while_the_database_refuses(serve: Any, dsn: str,
-                                                           admin_dsn: str) -> None:
+def api_connections(dsn: str) -> int:
+    """The sessions the API's pool holds on the database of ``dsn``."""
+    return int(query(dsn, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                          "current_database() AND application_name = 'pgsyslog api'")[0][0])
+
+
+def wait_for_health(port: int, status: int, timeout: float = 30.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while (reply := get(port, "/healthz")).status != status:
+        assert time.monotonic() < deadline, reply.body
+        time.sleep(0.2)
+    return dict(reply.body)
+
+
+def test_healthz_is_503_while_the_database_refuses_and_ok_again_by_itself(
+        serve: Any, dsn: str, admin_dsn: str) -> None:
     server = serve("--tcp", "127.0.0.1:0")
     port = server.port("http")
-    status, body, _ = get(port, "/healthz")
-    assert (status, body["status"], body["database"]) == (200, "ok", "ok")
+    body = get(port, "/healthz").body
+    assert (body["status"], body["database"]) == ("ok", "ok")
     assert f"tcp://127.0.0.1:{server.port('tcp')}" in body["listening"]
     name = psycopg.conninfo.conninfo_to_dict(dsn)["dbname"]
     with psycopg.connect(admin_dsn, autocommit=True) as admin:
+        # The database refuses new sessions and the API's open ones are cut.
         admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
         try:
-            status, body, _ = get(port, "/healthz")
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = %s AND application_name = 'pgsyslog api'", (name,))
+            body = wait_for_health(port, 503)
         finally:
             admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-    assert (status, body["status"]) == (503, "unavailable")
-    assert body["reason"].startswith("database: ") and "not" in body["reason"]
-    assert get(port, "/healthz")[0] == 200
+    assert body["status"] == "unavailable"
+    assert body["reason"] == f"database: {body['database']}"
+    assert "not currently accepting connections" in body["database"]
+    assert wait_for_health(port, 200)["database"] == "ok"  # no restart
+    assert "Traceback" not in server.log
 
 
-def test_healthz_is_503_while_the_listeners_do_not_run(dsn: str) -> None:
-    async def check() -> list[tuple[int, Any]]:
-        state = ReceiverState(RecordQueue(10, 10))
-        server = await start_http(Endpoint("127.0.0.1", 0), None, state)
-        try:
-            first = await asyncio.to_thread(get, server.port, "/healthz")
-            state.dsn, state.serving = dsn, False
-            second = await asyncio.to_thread(get, server.port, "/healthz")
-            state.serving = True
-            third = await asyncio.to_thread(get, server.port, "/healthz")
-        finally:
-            await server.close()
-        return [first[:2], second[:2], third[:2]]
+def sessions_opened(dsn: str) -> int:
+    """Sessions ever established on the database of ``dsn`` (this query's included)."""
+    return int(query(dsn, "SELECT sessions FROM pg_stat_database "
+                          "WHERE datname = current_database()")[0][0])
 
-    first, second, third = asyncio.run(check())
-    assert first == (503, {"status": "unavailable", "database": "not connected yet",
-                           "listening": [], "queue": 0,
-                           "reason": "the listeners are not running; "
-                                     "database: not connected yet"})
-    assert second[0] == 503 and second[1]["reason"] == "the listeners are not running"
-    assert third[0] == 200
+
+def test_healthz_uses_the_pool_and_opens_no_connection_per_probe(dsn: str) -> None:
+    with local_server(dsn, db_connections=2) as server:
+        before = sessions_opened(dsn)
+        for _ in range(20):
+            assert get(server.port, "/healthz").status == 200
+        # At most the pool's two, and the one of sessions_opened itself.
+        assert sessions_opened(dsn) - before <= 2 + 1
+        assert api_connections(dsn) <= 2
+
+
+def test_healthz_says_which_listeners_are_down(dsn: str) -> None:
+    with local_server(dsn, serving=False) as server:
+        reply = get(server.port, "/healthz")
+        assert (reply.status, reply.body["reason"]) == (503, "the listeners are not running")
+        server.state.serving = True
+        server.state.listeners_down["tcp://127.0.0.1:5514"] = "accept failed: too many open files"
+        reply = get(server.port, "/healthz")
+        assert reply.status == 503
+        assert reply.body["reason"] == "tcp://127.0.0.1:5514: accept failed: too many open files"
+        assert reply.body["listeners_down"] == {
+            "tcp://127.0.0.1:5514": "accept failed: too many open files"}
+        assert reply.body["database"] == "ok"
+        del server.state.listeners_down["tcp://127.0.0.1:5514"]
+        assert get(server.port, "/healthz").status == 200
+
+
+# ------------------------------------------------------------------ before the database
+
+
+def test_before_the_database_is_ready_every_endpoint_says_so(dsn: str) -> None:
+    with local_server(None, serving=False) as server:
+        port = server.port
+        reply = get(port, "/healthz")
+        assert (reply.status, reply.body["database"]) == (503, "not ready")
+        assert reply.body["reason"] == "the listeners are not running; database: not ready"
+        for path in ("/api/search", "/api/search?q=x", "/api/tail", "/api/tail?n=5"):
+            reply = get(port, path)
+            assert (reply.status, reply.body) == (503, {"error": "database: not ready"}), path
+            assert "\n" not in reply.text
+        assert get(port, "/metrics").status == 200
+        insert(dsn, [record("first database")])
+        server.state.dsn, server.state.serving = dsn, True  # the pool is made now
+        assert messages(search(port)) == ["first database"]
+        assert get(port, "/healthz").status == 200
+
+
+@pytest.fixture
+def other_dsn(admin_dsn: str) -> Iterator[str]:
+    """A second migrated database."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        other = make_conninfo(admin_dsn, dbname=name)
+        migrate.upgrade(other)
+        with database.connect(other, autocommit=True) as conn:
+            partitions.ensure_partitions(conn, datetime.now(UTC).date(), 1)
+        yield other
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_a_new_dsn_gets_a_new_pool(dsn: str, other_dsn: str) -> None:
+    insert(dsn, [record("first database")])
+    insert(other_dsn, [record("second database")])
+    with local_server(dsn) as server:
+        assert messages(search(server.port)) == ["first database"]
+        server.state.dsn = other_dsn
+        assert messages(search(server.port)) == ["second database"]
+        deadline = time.monotonic() + 10
+        while api_connections(dsn):  # the old pool is closed
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+
+
+def test_the_default_limits_are_those_of_the_config() -> None:
+    config = Config()
+    defaults = (context.DEFAULT_DB_CONNECTIONS, context.DEFAULT_MAX_RESPONSE_BYTES,
+                context.DEFAULT_STREAM_TIMEOUT)
+    assert defaults == (config.http_db_connections, config.http_max_response_bytes,
+                        config.http_stream_timeout)
 
 
 # ---------------------------------------------------------------------------- /metrics
@@ -250,12 +280,12 @@ BAD_VALUES = [
 
 
 def test_search_and_tail_say_which_value_is_wrong(api: int) -> None:
-    for query, word in BAD_VALUES:
-        status, body, _ = get(api, "/api/search?" + query)
-        assert (status, word in body["error"]) == (400, True), (query, body)
-    for query, word in [*BAD_VALUES[:3], ("n=-1", "n"), ("limit=5", "limit")]:
-        status, body, _ = get(api, "/api/tail?" + query)
-        assert (status, word in body["error"]) == (400, True), (query, body)
+    for params, word in BAD_VALUES:
+        reply = get(api, "/api/search?" + params)
+        assert (reply.status, word in reply.body["error"]) == (400, True), (params, reply.body)
+    for params, word in [*BAD_VALUES[:3], ("n=-1", "n"), ("limit=5", "limit")]:
+        reply = get(api, "/api/tail?" + params)
+        assert (reply.status, word in reply.body["error"]) == (400, True), (params, reply.body)
 
 
 # --------------------------------------------------------------------------- /api/tail
@@ -329,13 +359,14 @@ def test_a_stop_ends_open_streams(serve: Any) -> None:
 def test_the_token_guards_the_api_only(serve: Any) -> None:
     port = serve("--tcp", "127.0.0.1:0", "--http-token", "s3cret").port("http")
     for path in ("/api/search", "/api/tail"):
-        status, body, headers = get(port, path)
-        assert status == 401 and "Bearer" in body["error"]
-        assert headers["WWW-Authenticate"].startswith("Bearer")
-        assert get(port, path, token="wrong")[0] == 401
-    assert get(port, "/api/search", token="s3cret")[:2] == (200, {"rows": [], "next": None})
+        reply = get(port, path)
+        assert reply.status == 401 and "Bearer" in reply.body["error"]
+        assert reply.headers["WWW-Authenticate"].startswith("Bearer")
+        assert get(port, path, token="wrong").status == 401
+    reply = get(port, "/api/search", token="s3cret")
+    assert (reply.status, reply.body) == (200, {"rows": [], "next": None, "truncated": False})
     stream = EventStream(port, "/api/tail", {"Authorization": "Bearer s3cret"})
     assert stream.status == 200
     stream.close()
-    assert get(port, "/healthz")[0] == 200
-    assert get(port, "/metrics")[0] == 200
+    assert get(port, "/healthz").status == 200
+    assert get(port, "/metrics").status == 200

@@ -1,8 +1,9 @@
 """The HTTP API inside `serve` (aiohttp on the receiver's event loop).
 
-``/healthz`` and ``/metrics`` are open (probes and Prometheus); ``/api/search`` and
-``/api/tail`` need the bearer token when one is set. Handlers live in one module each;
-this module wires them and owns the server's lifecycle.
+``/healthz`` and ``/metrics`` are open (probes and Prometheus); ``/api/*`` needs the
+token when one is set (pgsyslog.http.auth). Handlers live in one module each; this module
+wires them and owns the server's lifecycle. The server can start before the database is
+known: handlers answer 503 until ``state.dsn`` is set (pgsyslog.http.database).
 """
 
 from __future__ import annotations
@@ -12,8 +13,22 @@ import asyncio
 from aiohttp import web
 
 from pgsyslog.config import Endpoint
-from pgsyslog.http.auth import require_token
-from pgsyslog.http.context import CLOSING, STATE, STREAMS, Streams
+from pgsyslog.http.auth import Auth, login, logout, require_token
+from pgsyslog.http.context import (
+    AUTH,
+    CLOSING,
+    DATABASE,
+    DEFAULT_DB_CONNECTIONS,
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_STREAM_TIMEOUT,
+    LIMITS,
+    STATE,
+    STREAMS,
+    Limits,
+    Streams,
+)
+from pgsyslog.http.database import ApiDatabase
+from pgsyslog.http.errors import MIDDLEWARES, server_log
 from pgsyslog.http.health import healthz
 from pgsyslog.http.metrics import Metrics
 from pgsyslog.http.search import search
@@ -35,16 +50,24 @@ class HttpServer:
         self.metrics.close()
 
 
-def make_app(state: ReceiverState, token: str | None, metrics: Metrics) -> web.Application:
-    app = web.Application()
+def make_app(state: ReceiverState, token: str | None, metrics: Metrics, *,
+             db_connections: int = DEFAULT_DB_CONNECTIONS,
+             limits: Limits | None = None) -> web.Application:
+    app = web.Application(middlewares=MIDDLEWARES)
     app[STATE] = state
     app[CLOSING] = asyncio.Event()
     app[STREAMS] = Streams()
+    app[LIMITS] = limits or Limits()
+    app[DATABASE] = ApiDatabase(state, db_connections)
+    app[AUTH] = Auth(token)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics.handle)
-    app.router.add_get("/api/search", require_token(token, search))
-    app.router.add_get("/api/tail", require_token(token, tail))
+    app.router.add_get("/api/search", require_token(search))
+    app.router.add_get("/api/tail", require_token(tail))
+    app.router.add_post("/api/login", login)
+    app.router.add_post("/api/logout", logout)
     app.on_shutdown.append(_end_streams)
+    app.on_cleanup.append(_close_database)
     return app
 
 
@@ -52,10 +75,20 @@ async def _end_streams(app: web.Application) -> None:
     app[CLOSING].set()
 
 
-async def start_http(endpoint: Endpoint, token: str | None, state: ReceiverState) -> HttpServer:
+async def _close_database(app: web.Application) -> None:
+    await app[DATABASE].close()
+
+
+async def start_http(endpoint: Endpoint, token: str | None, state: ReceiverState, *,
+                     db_connections: int = DEFAULT_DB_CONNECTIONS,
+                     max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+                     stream_timeout: float = DEFAULT_STREAM_TIMEOUT) -> HttpServer:
+    """Bind and serve; usable before the database is known (``state.dsn`` None)."""
     metrics = Metrics(state)
-    runner = web.AppRunner(make_app(state, token, metrics), access_log=None,
-                           shutdown_timeout=SHUTDOWN_TIMEOUT)
+    app = make_app(state, token, metrics, db_connections=db_connections,
+                   limits=Limits(max_response_bytes, stream_timeout))
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT,
+                           logger=server_log)
     await runner.setup()
     site = web.TCPSite(runner, endpoint.host, endpoint.port)
     try:

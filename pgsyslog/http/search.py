@@ -2,37 +2,41 @@
 
 Parameters: q (words, web search syntax), host, app, severity, facility, since, until,
 limit (default 100), reverse (oldest first), cursor (the ``next`` of the previous page).
+The answer is ``{"rows": [...], "next": cursor or null, "truncated": bool}``; a page
+that would exceed http_max_response_bytes ends early with ``truncated`` true (see
+pgsyslog.http.encoding). Rows are read through a server-side cursor FETCH_ROWS at a time
+and encoded in a worker thread, so that neither memory nor the event loop carries more
+than one page.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 import psycopg
 from aiohttp import web
+from psycopg.rows import class_row
 
-from pgsyslog.http.context import STATE
-from pgsyslog.http.database import connection, first_line
+from pgsyslog.http.context import DATABASE, LIMITS
+from pgsyslog.http.encoding import Page
 from pgsyslog.http.errors import bad_request, unavailable
-from pgsyslog.http.params import FILTER_PARAMS, bool_param, check_known, filters_from, int_param
+from pgsyslog.http.params import FILTER_PARAMS, bool_param, checked, filters_from, int_param
 from pgsyslog.storage.filters import FilterError
-from pgsyslog.storage.queries import (
-    MAX_PAGE,
-    fetch_messages_async,
-    search_statement,
-    split_page,
-)
-from pgsyslog.storage.rows import message_json
+from pgsyslog.storage.queries import MAX_PAGE, AnySelect, compile_query, search_statement
+from pgsyslog.storage.rows import StoredMessage
 
 PARAMS = (*FILTER_PARAMS, "limit", "reverse", "cursor")
 DEFAULT_LIMIT = 100
 STATEMENT_TIMEOUT_MS = 30_000  # a search that runs longer is cancelled (503)
+FETCH_ROWS = 200  # rows fetched and encoded at a time
 
 
-async def search(request: web.Request) -> web.Response:
-    params = request.query
+def _statement(request: web.Request) -> tuple[AnySelect, int]:
+    """The query and page size the parameters ask for; 400 saying what is wrong."""
     try:
-        check_known(params, PARAMS)
+        params = checked(request.query, PARAMS)
         filters = filters_from(params, datetime.now(UTC))
         limit = int_param(params, "limit", DEFAULT_LIMIT, 1, MAX_PAGE) or DEFAULT_LIMIT
         cursor = int_param(params, "cursor", None, 0)
@@ -40,15 +44,28 @@ async def search(request: web.Request) -> web.Response:
     except FilterError as e:
         raise bad_request(str(e)) from None
     # One row more than asked tells whether there is a next page.
-    stmt = search_statement(filters, limit + 1, newest_first=not reverse, cursor=cursor)
-    async with connection(request.app[STATE]) as conn:
+    return search_statement(filters, limit + 1, newest_first=not reverse, cursor=cursor), limit
+
+
+async def _fill(conn: psycopg.AsyncConnection[Any], stmt: AnySelect, page: Page) -> None:
+    query = compile_query(stmt)
+    async with conn.transaction():
+        await conn.execute(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}")
+        cursor = conn.cursor(name="pgsyslog_search", row_factory=class_row(StoredMessage))
+        async with cursor:
+            await cursor.execute(query.sql, query.params)
+            while not page.more and (rows := await cursor.fetchmany(FETCH_ROWS)):
+                await asyncio.to_thread(page.fill, rows)
+
+
+async def search(request: web.Request) -> web.Response:
+    stmt, limit = _statement(request)
+    page = Page(limit, request.app[LIMITS].max_response_bytes)
+    async with request.app[DATABASE].connection() as conn:
         try:
-            await conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
-            rows = await fetch_messages_async(conn, stmt)
+            await _fill(conn, stmt, page)
         except psycopg.errors.QueryCanceled:
             raise unavailable(f"the search took longer than {STATEMENT_TIMEOUT_MS // 1000} s; "
                               "narrow it with since, until, host or app") from None
-        except psycopg.OperationalError as e:
-            raise unavailable(f"database: {first_line(e)}") from None
-    page, next_cursor = split_page(rows, limit)
-    return web.json_response({"rows": [message_json(m) for m in page], "next": next_cursor})
+    body = await asyncio.to_thread(page.body)
+    return web.Response(body=body, content_type="application/json", charset="utf-8")

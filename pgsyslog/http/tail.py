@@ -4,31 +4,38 @@ Parameters: the filters of /api/search, and n (the newest n matching rows first,
 0). Each event carries the row as JSON in ``data`` and its id in ``id``; a client that
 reconnects with ``Last-Event-ID`` gets the rows after that id. A comment line goes out
 when the stream has been quiet for KEEPALIVE seconds, so that proxies keep it open and a
-client that went away is noticed. The storage side (LISTEN, ids seen, order) is
-pgsyslog.storage.follow.
+client that went away is noticed. A client that stops reading is dropped once a write
+has waited http_stream_timeout seconds for it, which frees its slot and its database
+connection. The storage side (LISTEN, ids seen, order) is pgsyslog.storage.follow.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import TypeVar
 
 import psycopg
 from aiohttp import web
 
-from pgsyslog.http.context import CLOSING, STATE, STREAMS
-from pgsyslog.http.database import connection, first_line
-from pgsyslog.http.errors import bad_request, unavailable
-from pgsyslog.http.params import FILTER_PARAMS, check_known, filters_from, int_param
-from pgsyslog.storage.filters import FilterError
+from pgsyslog.http.context import CLOSING, DATABASE, LIMITS, STATE, STREAMS
+from pgsyslog.http.encoding import events
+from pgsyslog.http.errors import bad_request, describe, unavailable
+from pgsyslog.http.params import (
+    FILTER_PARAMS,
+    MAX_ID,
+    checked,
+    filters_from,
+    int_param,
+    whole_number,
+)
+from pgsyslog.storage.filters import FilterError, Filters
 from pgsyslog.storage.follow import AsyncTail
-from pgsyslog.storage.rows import StoredMessage, message_json
+from pgsyslog.storage.rows import StoredMessage
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +47,32 @@ HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
            "X-Accel-Buffering": "no"}  # nginx: pass events on at once
 
 T = TypeVar("T")
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
-def events(rows: Sequence[StoredMessage]) -> bytes:
-    return "".join(f"id: {m.id}\ndata: {_encode(message_json(m))}\n\n" for m in rows).encode()
+class _TooSlow(Exception):
+    """The client did not take a write within the stream timeout."""
 
 
-def _last_event_id(request: web.Request) -> int | None:
-    value = request.headers.get("Last-Event-ID", "").strip()
-    return int(value) if value.isdigit() else None
+def last_event_id(value: str | None) -> int | None:
+    """The id a reconnecting client saw last; FilterError when it is not one."""
+    if value is None or not value.strip():
+        return None
+    number = whole_number(value.strip(), 0, MAX_ID)
+    if number is None:
+        raise FilterError(f"Last-Event-ID: {value!r} is not an event id")
+    return number
+
+
+def _arguments(request: web.Request) -> tuple[Filters, int, int | None]:
+    """The filters, backlog and resume point asked for; 400 saying what is wrong."""
+    try:
+        params = checked(request.query, PARAMS)
+        filters = filters_from(params, datetime.now(UTC))
+        backlog = int_param(params, "n", 0, 0, MAX_BACKLOG) or 0
+        after = last_event_id(request.headers.get("Last-Event-ID"))
+    except FilterError as e:
+        raise bad_request(str(e)) from None
+    return filters, backlog, after
 
 
 async def _unless_closing(closing: asyncio.Event, work: Awaitable[T]) -> T | None:
@@ -71,53 +94,66 @@ async def _unless_closing(closing: asyncio.Event, work: Awaitable[T]) -> T | Non
 
 
 async def tail(request: web.Request) -> web.StreamResponse:
-    params = request.query
-    try:
-        check_known(params, PARAMS)
-        filters = filters_from(params, datetime.now(UTC))
-        backlog = int_param(params, "n", 0, 0, MAX_BACKLOG) or 0
-    except FilterError as e:
-        raise bad_request(str(e)) from None
+    filters, backlog, after = _arguments(request)
     streams = request.app[STREAMS]
     if streams.open >= MAX_STREAMS:
         raise unavailable(f"{MAX_STREAMS} live tails are open already; try again later")
     streams.open += 1
     try:
-        async with connection(request.app[STATE], autocommit=True) as conn:
+        conn = await request.app[DATABASE].dedicated()
+        try:
             follower = AsyncTail(conn, filters)
             try:
-                rows = await follower.start(backlog, _last_event_id(request))
+                rows = await follower.start(backlog, after)
             except psycopg.Error as e:
-                raise unavailable(f"database: {first_line(e)}") from None
+                raise unavailable(f"database: {describe(e, request.app[STATE].dsn)}") from None
             response = web.StreamResponse(headers=HEADERS)
             await response.prepare(request)
             await _stream(request, response, follower, rows)
             return response
+        finally:
+            await conn.close()
     finally:
         streams.open -= 1
+
+
+async def _send(response: web.StreamResponse, data: bytes, timeout: float) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            await response.write(data)
+    except TimeoutError:
+        raise _TooSlow from None
 
 
 async def _stream(request: web.Request, response: web.StreamResponse, follower: AsyncTail,
                   rows: list[StoredMessage]) -> None:
     """Send events until the client goes, the server closes, or the database fails."""
     closing = request.app[CLOSING]
+    timeout = request.app[LIMITS].stream_timeout
     try:
-        await response.write(b": pgsyslog live tail\n\n" + events(rows))
+        await _send(response, b": pgsyslog live tail\n\n" + await asyncio.to_thread(events, rows),
+                    timeout)
         last_write = time.monotonic()
         while True:
             new = await _unless_closing(closing, follower.poll(KEEPALIVE))
             if new is None:
                 break
             if new:
-                await response.write(events(new))
+                await _send(response, await asyncio.to_thread(events, new), timeout)
             elif time.monotonic() - last_write >= KEEPALIVE / 2:
-                await response.write(b": keep-alive\n\n")
+                await _send(response, b": keep-alive\n\n", timeout)
             else:
                 continue
             last_write = time.monotonic()
-    except ConnectionResetError:
+    except ConnectionError:
         return  # the client went away
+    except _TooSlow:
+        log.info("live tail of %s dropped: it took nothing for %g s (http_stream_timeout)",
+                 request.remote, timeout)
+        if request.transport is not None:
+            request.transport.abort()
+        return
     except psycopg.Error as e:
-        log.warning("live tail ended: database: %s", first_line(e))
-    with contextlib.suppress(ConnectionResetError):
+        log.warning("live tail ended: database: %s", describe(e, request.app[STATE].dsn))
+    with contextlib.suppress(ConnectionError):
         await response.write_eof()
