@@ -33,6 +33,8 @@ class Counters:
     spool_damaged_bytes: int = 0  # spool bytes moved aside as damaged (a .damaged file)
     lost_at_stop: int = 0  # rows neither written nor spooled at a stop (spool off): logged
     writer_restarts: int = 0  # writer tasks that died and were started again
+    listener_restarts: int = 0  # UDP receive or TLS accept loops restarted after an error
+    refused_per_source: int = 0  # connections refused by max_connections_per_source (too)
 
     def as_dict(self) -> dict[str, int | dict[str, int]]:
         return asdict(self)
