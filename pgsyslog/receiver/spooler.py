@@ -45,6 +45,12 @@ class Spooler:
             log.error("cannot write %d rows to the spool in %s: %s", len(batch.records),
                       self.spool.directory, e)
             return False
+        except Exception:
+            # A spool that fails in an unforeseen way is treated as full: the caller keeps
+            # the rows (retries the database, or puts them back in the queue).
+            log.exception("the spool failed unexpectedly; %d rows stay in memory",
+                          len(batch.records))
+            return False
         if appended:
             self._spooled(len(batch.records))
         return appended
@@ -55,7 +61,7 @@ class Spooler:
             return False
         try:
             self.spool.append(batch.id, batch.records, force=True)
-        except OSError as e:
+        except Exception as e:
             self.counters.spool_write_failed += len(batch.records)
             log.error("cannot write %d rows to the spool: %s", len(batch.records), e)
             return False
