@@ -472,6 +472,7 @@ class Receiver:
         for batch in batches:
             if await self.spooler.put(batch, force=True):
                 spooled += len(batch.records)
+        self.state.counters.lost_at_stop += rows - spooled
         log.warning("database not written in time at the stop: %d rows spooled for the next "
                     "start%s", spooled,
                     f", {rows - spooled} lost (the disk refused them)" if spooled < rows else "")
