@@ -24,6 +24,9 @@ class DatabaseLink:
         self.down = False
         self.next_probe = 0.0  # monotonic time of the next try while down
         self.answered = asyncio.Event()  # set whenever a write succeeds after an outage
+        # Set when start-up stopped waiting for the database (or a stop began): from then on
+        # batches are spooled while it is not ready; before, they wait in the queue.
+        self.patience_over = asyncio.Event()
 
     @property
     def batch_timeout(self) -> float:
@@ -47,6 +50,9 @@ class DatabaseLink:
         was_down, self.down = self.down, False
         self.answered.set()
         return was_down
+
+    def may_spool(self) -> bool:
+        return self.ready.is_set() or self.patience_over.is_set()
 
     def skip_database(self) -> bool:
         if not self.ready.is_set():

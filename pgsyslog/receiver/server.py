@@ -213,6 +213,7 @@ class Receiver:
             stop.cancel()
         if keeper.done() and not keeper.cancelled() and keeper.exception() is not None:
             raise keeper.exception()  # type: ignore[misc]
+        self.link.patience_over.set()
 
     async def _keep_database(self) -> None:
         """Make the database ready (start, migrate, partitions), retrying while it is
@@ -426,6 +427,7 @@ class Receiver:
         """Stop reading, write what was read as far as the deadline allows, spool the rest."""
         if self._schedule is not None:
             self._schedule.shutdown()
+        self.link.patience_over.set()
         log.info("stopping: closing listeners, then writing what was received")
         deadline = time.monotonic() + self.config.shutdown_timeout
         await self._until_hurry(self._stop_listeners(deadline), deadline)

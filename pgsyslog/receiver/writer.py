@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Coroutine
+from typing import Any
 
 from pgsyslog.receiver.counters import Counters
 from pgsyslog.receiver.link import DatabaseLink
@@ -28,6 +30,16 @@ from pgsyslog.receiver.store import BatchStore
 from pgsyslog.receiver.write_policy import Batch, backoff, describe, spool_now
 
 log = logging.getLogger(__name__)
+
+
+async def first_of(*waits: Coroutine[Any, Any, Any]) -> None:
+    """Wait until one of ``waits`` is done; cancel the others."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
 
 
 class BatchWriter:
@@ -79,7 +91,7 @@ class BatchWriter:
         attempt = 0
         while True:
             if link.skip_database():
-                if await self.spooler.put(batch, force=self._closing):
+                if link.may_spool() and await self.spooler.put(batch, force=self._closing):
                     return
                 await self._wait_for_database()
                 continue
@@ -105,7 +117,10 @@ class BatchWriter:
         """No spool (or no room in it): wait for the next probe, or for the database."""
         link = self.link
         if not link.ready.is_set():
-            await link.ready.wait()
+            waits = [link.ready.wait()]
+            if self.spooler.enabled and not link.patience_over.is_set():
+                waits.append(link.patience_over.wait())
+            await first_of(*waits)
             return
         pause = link.probe_due_in()
         if pause > 0:
