@@ -1,64 +1,24 @@
-"""What the fault tests share: fixtures (PostgreSQL 15, the fault proxy) and helpers.
+"""What the fault tests share: senders, counts, metrics and the spool's frames.
 
-A test module uses the fixtures with ``pytest_plugins = ["faultkit"]``. Every message a
-test sends carries a unique id in its text, so that counting rows, distinct messages and
-messages sent tells duplicates from losses.
+Every message a test sends carries a unique id in its text, so that counting rows,
+distinct messages and messages sent tells duplicates from losses. The fixtures are in
+faultfixtures.py.
 """
 
 from __future__ import annotations
 
 import re
-import signal
 import socket
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-import pytest
-from faultproxy import FaultProxy, running_proxy
-from pg15 import Pg15, running_pg15, unavailable_reason
-
-from helpers import ServerProcess, query, start_server
+from helpers import ServerProcess, query
 from pgsyslog.storage.spool import Spool
 
 CHUNK = 200  # messages per sendall
-
-
-@pytest.fixture
-def pg() -> Iterator[Pg15]:
-    """A PostgreSQL 15 of this test's own, with a migrated database at ``pg.dsn``."""
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    with running_pg15() as server:
-        yield server
-
-
-@pytest.fixture
-def proxy(pg: Pg15) -> Iterator[FaultProxy]:
-    """The fault proxy in front of ``pg``; ``proxy.dsn(pg.dsn)`` goes through it."""
-    with running_proxy("127.0.0.1", pg.port) as fault_proxy:
-        yield fault_proxy
-
-
-@pytest.fixture
-def servers() -> Iterator[Callable[..., ServerProcess]]:
-    """Start `pgsyslog serve` with a TCP listener; whatever is still running is killed."""
-    started: list[ServerProcess] = []
-
-    def start(dsn: str | None, data_dir: Path, *args: str) -> ServerProcess:
-        dsn_args = ["--dsn", dsn] if dsn else []
-        server = start_server([*dsn_args, "--data-dir", str(data_dir),
-                               "--tcp", "127.0.0.1:0", *args])
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        if server.proc.poll() is None:
-            server.stop(signal.SIGKILL)
 
 
 # ----------------------------------------------------------------------------- messages
@@ -187,3 +147,9 @@ def stop_in_time(server: ServerProcess, seconds: float) -> int:
     status = server.stop(timeout=seconds)
     server.final_counters()  # every exit path prints the `stopped: {...}` summary
     return status
+
+
+def wait_for_first_maintenance(server: ServerProcess, timeout: float = 30) -> None:
+    """serve runs partition maintenance once as it starts; faults armed after it hit writers."""
+    wait_until(lambda: metrics(server).get("pgsyslog_maintenance_runs_total", 0) >= 1,
+               timeout, "serve's first maintenance run")

@@ -12,7 +12,7 @@ from pg15 import Pg15
 
 from helpers import query
 
-pytest_plugins = ["faultkit"]
+pytest_plugins = ["faultfixtures"]
 
 
 def startup_message(code: int, body: bytes = b"") -> bytes:
