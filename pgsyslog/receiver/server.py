@@ -384,7 +384,10 @@ class Receiver:
         from pgsyslog.http import start_http
 
         try:
-            http = await start_http(endpoint, self.config.http_token, self.state)
+            http = await start_http(endpoint, self.config.http_token, self.state,
+                                    db_connections=self.config.http_db_connections,
+                                    max_response_bytes=self.config.http_max_response_bytes,
+                                    stream_timeout=self.config.http_stream_timeout)
         except OSError as e:
             raise bind_error("http", endpoint, e) from None
         self.state.listening.append(Listening("http", Endpoint(endpoint.host, http.port)))
