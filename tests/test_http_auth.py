@@ -1,0 +1,184 @@
+"""The token of /api: bearer headers in any case, browser sessions, and no secret in logs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.parse
+from http.cookies import SimpleCookie
+from typing import Any
+
+import psycopg
+import pytest
+from http_client import EventStream, Reply, get, local_server, raw_request, request
+from psycopg.conninfo import conninfo_to_dict
+
+from pgsyslog.http.auth import COOKIE, SESSION_SECONDS, Sessions, bearer_credentials
+from pgsyslog.http.errors import scrubbed
+from stored import insert, record
+
+TOKEN = "s3cret-Token"
+
+
+def login(port: int, body: bytes, content_type: str) -> Reply:
+    return request(port, "POST", "/api/login", {"Content-Type": content_type}, body)
+
+
+def session_cookie(reply: Reply) -> SimpleCookie:
+    cookie = SimpleCookie()
+    cookie.load(reply.headers["Set-Cookie"])
+    return cookie
+
+
+# ---------------------------------------------------------------------------- bearer
+
+
+def test_bearer_credentials_take_the_scheme_in_any_case() -> None:
+    for header in ("Bearer abc", "bearer abc", "BEARER abc", "  Bearer   abc  "):
+        assert bearer_credentials(header) == "abc", header
+    for header in ("", "Bearer", "Bearer   ", "Basic abc", "Bearerabc", "Token abc"):
+        assert bearer_credentials(header) is None, header
+
+
+def test_the_bearer_scheme_is_case_insensitive_and_the_token_exact(dsn: str) -> None:
+    with local_server(dsn, TOKEN) as server:
+        for scheme in ("Bearer", "bearer", "BEARER", "bEaReR"):
+            reply = get(server.port, "/api/search", headers={"Authorization": f"{scheme} {TOKEN}"})
+            assert reply.status == 200, scheme
+        for header in (f"Bearer {TOKEN.lower()}", f"Bearer {TOKEN}x", f"Basic {TOKEN}",
+                       "Bearer", TOKEN):
+            reply = get(server.port, "/api/search", headers={"Authorization": header})
+            assert (reply.status, reply.body["error"].count("\n")) == (401, 0), header
+        answer = raw_request(server.port, b"GET /api/search HTTP/1.1\r\nHost: t\r\n"
+                                          b"Authorization: Bearer \xff\xfe\xc3\r\n"
+                                          b"Connection: close\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 401"), answer
+
+
+# -------------------------------------------------------------------------- sessions
+
+
+def test_sessions_expire_and_the_oldest_goes_first() -> None:
+    now = [1000.0]
+    sessions = Sessions(seconds=60, limit=3, clock=lambda: now[0])
+    first, second, third = sessions.open(), sessions.open(), sessions.open()
+    assert len({first, second, third}) == 3 and len(first) >= 40
+    assert all(sessions.valid(s) for s in (first, second, third))
+    fourth = sessions.open()
+    assert not sessions.valid(first) and sessions.valid(fourth)
+    now[0] += 59
+    assert sessions.valid(second)
+    now[0] += 1
+    assert not sessions.valid(second) and not sessions.valid(fourth)
+    assert not sessions.valid(None) and not sessions.valid("")
+    fifth = sessions.open()
+    sessions.close(fifth)
+    assert not sessions.valid(fifth)
+
+
+def test_a_login_gives_a_cookie_that_every_api_endpoint_takes(dsn: str) -> None:
+    insert(dsn, [record("seen through a session")])
+    with local_server(dsn, TOKEN) as server:
+        port = server.port
+        reply = login(port, json.dumps({"token": TOKEN}).encode(), "application/json")
+        assert (reply.status, reply.body["status"]) == (200, "logged in")
+        morsel = session_cookie(reply)[COOKIE]
+        assert morsel["httponly"] and morsel["samesite"] == "Strict"
+        assert (morsel["path"], morsel["max-age"]) == ("/api", str(SESSION_SECONDS))
+        cookie = {"Cookie": f"{COOKIE}={morsel.value}"}
+        body = get(port, "/api/search", headers=cookie).body
+        assert [row["message"] for row in body["rows"]] == ["seen through a session"]
+        stream = EventStream(port, "/api/tail?n=1", cookie)  # what EventSource sends
+        try:
+            assert stream.status == 200
+            assert [e["message"] for e in stream.events(1, 10)] == ["seen through a session"]
+        finally:
+            stream.close()
+        assert get(port, "/api/search", headers={"Cookie": f"{COOKIE}=made-up"}).status == 401
+
+
+def test_a_form_login_works_too_and_a_wrong_token_is_one_line_401(dsn: str) -> None:
+    with local_server(dsn, TOKEN) as server:
+        form = urllib.parse.urlencode({"token": TOKEN}).encode()
+        reply = login(server.port, form, "application/x-www-form-urlencoded")
+        assert reply.status == 200 and COOKIE in session_cookie(reply)
+        for body, content_type in [(b'{"token": "nope"}', "application/json"),
+                                   (b"token=nope", "application/x-www-form-urlencoded")]:
+            reply = login(server.port, body, content_type)
+            assert (reply.status, reply.body) == (401, {"error": "wrong token"})
+            assert "Set-Cookie" not in reply.headers
+        for body, content_type in [(b"{not json", "application/json"),
+                                   (b"[1, 2]", "application/json"),
+                                   (b'{"token": 5}', "application/json"),
+                                   (b"\xff\xfe", "application/json"),
+                                   (b"", "application/x-www-form-urlencoded")]:
+            reply = login(server.port, body, content_type)
+            assert reply.status == 400, body
+            assert (reply.text.count("\n") == 0 and "token" in reply.body["error"]) or \
+                "JSON" in reply.body["error"]
+
+
+def test_a_logout_ends_the_session(dsn: str) -> None:
+    with local_server(dsn, TOKEN) as server:
+        reply = login(server.port, json.dumps({"token": TOKEN}).encode(), "application/json")
+        cookie = {"Cookie": f"{COOKIE}={session_cookie(reply)[COOKIE].value}"}
+        assert get(server.port, "/api/search", headers=cookie).status == 200
+        reply = request(server.port, "POST", "/api/logout", cookie)
+        assert (reply.status, reply.body) == (200, {"status": "logged out"})
+        cleared = session_cookie(reply)[COOKIE]
+        assert cleared.value == "" and cleared["max-age"] == "0"
+        assert get(server.port, "/api/search", headers=cookie).status == 401  # gone server-side
+
+
+def test_without_a_token_login_is_not_needed(dsn: str) -> None:
+    with local_server(dsn) as server:
+        reply = login(server.port, b'{"token": "anything"}', "application/json")
+        assert reply.status == 200 and "Set-Cookie" not in reply.headers
+        assert get(server.port, "/api/search").status == 200
+
+
+# ------------------------------------------------------------------------------ logs
+
+
+def test_the_token_never_reaches_the_log(serve: Any) -> None:
+    server = serve("--tcp", "127.0.0.1:0", "--http-token", TOKEN)
+    port = server.port("http")
+    for header in (f"Bearer {TOKEN}", "Bearer wrong-Guess-77", f"bearer {TOKEN}"):
+        get(port, "/api/search?host=%00", headers={"Authorization": header})
+    # aiohttp refuses this header itself, and would log the line that holds the token.
+    raw_request(port, f"GET /api/search HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\x01\r\n"
+                      "Connection: close\r\n\r\n".encode())
+    login(port, json.dumps({"token": "wrong-Guess-77"}).encode(), "application/json")
+    login(port, json.dumps({"token": TOKEN}).encode(), "application/json")
+    server.stop()
+    assert "Error handling request" in server.log  # the refused header was logged, in one line
+    for secret in (TOKEN, "wrong-Guess-77"):
+        assert secret not in server.log
+    assert "Traceback" not in server.log
+
+
+BAD_DSN = "postgresql://u:pw-Secret-42@[::1/db"  # libpq's error quotes a DSN it cannot parse
+
+
+def test_scrubbed_masks_the_password_a_database_error_quotes() -> None:
+    try:
+        conninfo_to_dict(BAD_DSN)
+    except psycopg.ProgrammingError as e:
+        text = scrubbed(str(e), BAD_DSN)
+    assert "pw-Secret-42" not in text and "postgresql://u:***@[::1/db" in text
+    assert scrubbed("password authentication failed", "host=h password=ab") == (
+        "password authentication failed")
+    assert scrubbed("key ab and cab", "host=h password=ab") == "key *** and cab"
+
+
+def test_a_dsn_password_never_reaches_an_answer_or_the_log(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    with local_server(BAD_DSN) as server:
+        answers = [get(server.port, path) for path in ("/api/search", "/api/tail", "/healthz")]
+    assert [a.status for a in answers] == [503, 503, 503]
+    assert answers[0].body == {"error": "database: the DSN cannot be parsed"}
+    assert answers[2].body["database"] == "the DSN cannot be parsed"
+    for answer in answers:
+        assert "pw-Secret-42" not in answer.text
+    assert "pw-Secret-42" not in caplog.text
