@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 import pytest
@@ -62,7 +63,11 @@ def test_prune_removes_exactly_the_expired_days(dsn: str) -> None:
     fill(dsn, old)
     now = datetime.now(UTC)
     with database.connect(dsn, autocommit=True) as conn:
+        conn.execute("SET lock_timeout = '7s'")
         dropped = partitions.drop_expired_partitions(conn, now, retention_days=30)
+        # its own bounds are gone afterwards; the session's settings are back
+        assert conn.execute("SHOW lock_timeout").fetchone() == ("7s",)
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("0",)
     # a day is dropped when the whole of it is more than 30 days old
     assert dropped == [partitions.partition_name(TODAY - timedelta(days=d)) for d in (40, 35, 31)]
     kept = names(dsn)
@@ -277,15 +282,17 @@ def run_in_thread(run: Callable[[], T]) -> tuple[threading.Thread, list[T | Base
     return thread, outcome
 
 
-def wait_for_advisory_waiter(dsn: str) -> None:
-    """Until a session of this database waits for an advisory lock (bounded)."""
-    for _ in range(200):
+def wait_for_advisory_waiter(dsn: str, outcome: list[Any]) -> None:
+    """Until a session of this database waits for an advisory lock, or the thread that
+    should wait has ended (with its outcome), or HANG_GUARD_S have passed."""
+    deadline = time.monotonic() + HANG_GUARD_S
+    while time.monotonic() < deadline and not outcome:
         waiting = query(dsn, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = "
                              "'advisory' AND datname = current_database()")
         if waiting[0][0]:
             return
-        threading.Event().wait(0.05)
-    raise AssertionError("nobody waited for the maintenance lock")
+        time.sleep(0.05)
+    raise AssertionError(f"nobody waited for the maintenance lock: {outcome}")
 
 
 def is_pending(dsn: str, name: str) -> list[tuple[object, ...]]:
@@ -311,7 +318,7 @@ def test_a_detach_blocked_by_an_open_transaction_is_finished_by_the_next_run(
         # A report still reading: its transaction locks the parent and every partition.
         reader.execute("SELECT count(*) FROM syslog.messages")
         thread, outcome = run_in_thread(lambda: run_maintenance(
-            dsn, ahead=3, retention_days=30, steps=("drop",), drop_wait_limit=1.0))
+            dsn, ahead=3, retention_days=30, steps=("drop",), statement_limit=1.0))
         thread.join(HANG_GUARD_S)
         hung = thread.is_alive()
         reader.rollback()
@@ -334,8 +341,8 @@ def test_start_up_waits_for_another_receivers_maintenance(
         holder_pid = holder.info.backend_pid
         thread, outcome = run_in_thread(lambda: run_maintenance(
             dsn, ahead=6, retention_days=30, wait=True, steps=("ensure",)))
-        wait_for_advisory_waiter(dsn)
-        assert thread.is_alive() and outcome == []
+        wait_for_advisory_waiter(dsn, outcome)
+        assert thread.is_alive()
         holder.execute("SELECT pg_advisory_unlock(%s)", (locks.MAINTENANCE,))
         thread.join(HANG_GUARD_S)
     assert len(outcome) == 1 and isinstance(outcome[0], MaintenanceResult), outcome
@@ -357,15 +364,13 @@ def test_start_up_gives_up_in_one_line(dsn: str) -> None:
 
 def test_serve_waits_for_another_receivers_maintenance_at_start(
         serve: Callable[..., ServerProcess], dsn: str) -> None:
-    started: list[ServerProcess] = []
     with database.connect(dsn, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (locks.MAINTENANCE,))
-        starter = threading.Thread(target=lambda: started.append(serve("--udp", "127.0.0.1:0")))
-        starter.start()
-        wait_for_advisory_waiter(dsn)
+        starter, started = run_in_thread(lambda: serve("--udp", "127.0.0.1:0"))
+        wait_for_advisory_waiter(dsn, started)
         holder.execute("SELECT pg_advisory_unlock(%s)", (locks.MAINTENANCE,))
     starter.join(HANG_GUARD_S)
-    assert len(started) == 1
+    assert len(started) == 1 and isinstance(started[0], ServerProcess), started
     log_text = started[0].log
     assert log_text.count("waiting for another receiver's partition maintenance") == 1
     assert "Traceback" not in log_text

@@ -11,6 +11,7 @@ import psycopg
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from pgsyslog.config import Config
+from pgsyslog.receiver.write_policy import describe
 from pgsyslog.storage.maintenance import MaintenanceResult, run_maintenance
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,7 @@ class MaintenanceSchedule:
                 retention_days=self.config.retention_days)
         except psycopg.Error as e:
             # The database is away or refused a step: one line; every step resumes later.
-            log.warning("maintenance run failed (SQLSTATE %s): %s; the next one is in %ss",
-                        e.sqlstate, (str(e) or type(e).__name__).splitlines()[0],
+            log.warning("maintenance run failed (%s); the next one is in %ss", describe(e),
                         self.config.maintenance_interval)
             return
         except Exception:

@@ -186,10 +186,13 @@ def run_maintenance(
     wait: bool = False,
     steps: tuple[str, ...] = ("ensure", "drop", "drain", "batches"),
     lock_wait_limit: float = LOCK_WAIT_LIMIT,
-    drop_wait_limit: float = partitions.DROP_WAIT_LIMIT,
+    statement_limit: float = partitions.STATEMENT_LIMIT,
 ) -> MaintenanceResult:
     """One locked maintenance run of the given steps; skips when another holds the lock
-    (with ``wait``: waits, and raises MaintenanceBusy after lock_wait_limit seconds)."""
+    (with ``wait``: waits, and raises MaintenanceBusy after lock_wait_limit seconds).
+
+    Every statement of the run waits and runs at most statement_limit seconds, so that a
+    run always ends and gives the lock back."""
     now = now or datetime.now(UTC)
     with (database.connect(dsn, autocommit=True) as conn,
           maintenance_lock(conn, wait=wait, wait_limit=lock_wait_limit) as got):
@@ -197,14 +200,14 @@ def run_maintenance(
         if not got:
             log.info("maintenance %s", result.summary())
             return result
-        if "ensure" in steps:
-            result.created = partitions.ensure_partitions(conn, now.date(), ahead)
-        if "drop" in steps:
-            result.dropped = partitions.drop_expired_partitions(
-                conn, now, retention_days, wait_limit=drop_wait_limit)
-        if "drain" in steps:
-            result.drained = drain_unrouted(conn)
-        if "batches" in steps:
-            result.batches_pruned = prune_batches(conn, now, retention_days)
+        with partitions.waits_bounded(conn, statement_limit):
+            if "ensure" in steps:
+                result.created = partitions.ensure_partitions(conn, now.date(), ahead)
+            if "drop" in steps:
+                result.dropped = partitions.drop_expired_partitions(
+                    conn, now, retention_days, limit=statement_limit)
+            if "drain" in steps:
+                result.drained = drain_unrouted(conn)
+            if "batches" in steps:
+                result.batches_pruned = prune_batches(conn, now, retention_days)
     return result
-

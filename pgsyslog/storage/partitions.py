@@ -33,9 +33,9 @@ log = logging.getLogger(__name__)
 PARENT = "messages"
 LOCK_TIMEOUT = "2s"
 ATTEMPTS = 5
-# How long one statement of the drop step (DETACH, FINALIZE, DROP) may wait for another
-# transaction before the step stops; the next run goes on from where it stopped.
-DROP_WAIT_LIMIT = 10.0
+# Seconds one maintenance statement may wait for other transactions or run. A DETACH,
+# FINALIZE or DROP that hits it stops the drop step; the next run goes on from there.
+STATEMENT_LIMIT = 30.0
 _NAME_RE = re.compile(rf"^{PARTITION_PREFIX}(\d{{8}})$")
 
 T = TypeVar("T")
@@ -253,11 +253,11 @@ def finalize_pending_detaches(conn: Connection) -> list[str]:
 
 
 def drop_expired_partitions(conn: Connection, now: datetime, retention_days: int, *,
-                            wait_limit: float = DROP_WAIT_LIMIT) -> list[str]:
+                            limit: float = STATEMENT_LIMIT) -> list[str]:
     """Detach (concurrently) and drop every expired partition; return the tables dropped.
 
     First finishes detaches left pending and settles left-over tables (see
-    :func:`settle_left_over_tables`). No statement waits more than ``wait_limit`` seconds
+    :func:`settle_left_over_tables`). No statement waits more than ``limit`` seconds
     for another transaction: a blocked step logs one line and stops, and a DETACH cut
     short stays pending for the next run to finish (test:
     test_a_detach_blocked_by_an_open_transaction_is_finished_by_the_next_run).
@@ -269,7 +269,7 @@ def drop_expired_partitions(conn: Connection, now: datetime, retention_days: int
         raise ValueError("drop_expired_partitions needs an autocommit connection")
     dropped: list[str] = []
     try:
-        with waits_bounded(conn, wait_limit):
+        with waits_bounded(conn, limit):
             for name in _retire_expired(conn, now, retention_days):
                 dropped.append(name)
     except (Blocked, errors.LockNotAvailable, errors.QueryCanceled) as e:
@@ -325,21 +325,26 @@ def _drop_if_free(conn: Connection, name: str) -> bool:
     return True
 
 
+_TIMEOUTS_SQL = """
+    SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)
+"""
+
+
 @contextmanager
 def waits_bounded(conn: Connection, seconds: float) -> Iterator[None]:
     """Every lock wait and statement of the session bounded by ``seconds`` while inside.
 
-    For autocommit sessions, where SET LOCAL cannot be used; RESET afterwards gives back
-    what the DSN set."""
-    ms = sql.Literal(max(1, int(seconds * 1000)))
-    conn.execute(sql.SQL("SET lock_timeout = {}").format(ms))
-    conn.execute(sql.SQL("SET statement_timeout = {}").format(ms))
+    For autocommit sessions, where SET LOCAL cannot be used; the settings from before
+    (the DSN's, or an outer bound's) come back afterwards."""
+    before = conn.execute("SELECT current_setting('lock_timeout'), "
+                          "current_setting('statement_timeout')").fetchone()
+    ms = f"{max(1, int(seconds * 1000))}ms"
+    conn.execute(_TIMEOUTS_SQL, (ms, ms))
     try:
         yield
     finally:
-        if not conn.broken:
-            conn.execute("RESET lock_timeout")
-            conn.execute("RESET statement_timeout")
+        if before is not None and not conn.broken:
+            conn.execute(_TIMEOUTS_SQL, before)
 
 
 def _bounded(conn: Connection, statement: sql.Composed, doing: str) -> None:
