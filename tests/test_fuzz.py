@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers import ServerProcess, query
-from pgsyslog.receiver.framing import Frame, SyslogStreamDecoder
+from pgsyslog.receiver.framing import CONNECTION_ENDED, Frame, SyslogStreamDecoder
 from pgsyslog.receiver.parsers import parse_message
 from pgsyslog.record import ParseContext
 
@@ -55,6 +55,57 @@ def test_octet_counted_frames_survive_any_chunking(messages: list[bytes], cuts: 
     frames += decoder.flush()
     assert decoder.error is None
     assert frames == [Frame(m[:MAX_LENGTH], len(m) > MAX_LENGTH) for m in messages]
+
+
+# A line-framed message holds no terminator and does not start with a digit (that would be
+# read as an octet count).
+line_message = st.binary(min_size=1, max_size=300).map(
+    lambda m: b"x" + m.replace(b"\n", b"").replace(b"\x00", b""))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(line_message, st.sampled_from([b"\n", b"\x00"])), max_size=30),
+       st.lists(st.integers(min_value=0), max_size=20))
+def test_lf_and_nul_ended_frames_survive_any_chunking(messages: list[tuple[bytes, bytes]],
+                                                      cuts: list[int]) -> None:
+    stream = b"".join(m + end for m, end in messages)
+    decoder = SyslogStreamDecoder(MAX_LENGTH)
+    frames: list[Frame] = []
+    for chunk in chunked(stream, cuts):
+        frames += decoder.feed(chunk)
+    frames += decoder.flush()
+    assert frames == [Frame(m[:MAX_LENGTH], len(m) > MAX_LENGTH) for m, _ in messages]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(min_size=1, max_size=200), min_size=1, max_size=20),
+       st.integers(min_value=0), st.lists(st.integers(min_value=0), max_size=10))
+def test_a_stream_cut_anywhere_keeps_every_frame_before_the_cut(
+        messages: list[bytes], cut_at: int, cuts: list[int]) -> None:
+    framed = [b"%d %s" % (len(m), m) for m in messages]
+    stream = b"".join(framed)
+    cut_at %= len(stream) + 1
+    decoder = SyslogStreamDecoder(MAX_LENGTH)
+    frames: list[Frame] = []
+    for chunk in chunked(stream[:cut_at], cuts):
+        frames += decoder.feed(chunk)
+    frames += decoder.flush()
+    # What the receiver must hand on, worked out from the frames' own offsets.
+    expected, start = [], 0
+    for message, whole in zip(messages, framed, strict=True):
+        if start + len(whole) <= cut_at:
+            expected.append(Frame(message))
+        elif start < cut_at:
+            head = stream[start:cut_at]
+            prefix = len(whole) - len(message)
+            if len(head) >= prefix:
+                cut = f"{CONNECTION_ENDED} ({len(head) - prefix} of {len(message)} octets)"
+                expected.append(Frame(head[prefix:], cut=cut))
+            else:  # the count itself was cut: its digits are all there is
+                expected.append(Frame(head, cut=CONNECTION_ENDED))
+        start += len(whole)
+    assert decoder.error is None
+    assert frames == expected
 
 
 def test_a_thousand_random_frames_over_tcp(serve: Callable[..., ServerProcess],
