@@ -333,6 +333,44 @@ def test_a_writer_killed_while_appending_loses_no_acknowledged_batch(tmp_path: P
     assert spool.pending == 0
 
 
+# -- a real refused write: a file size limit makes write() stop half-way with EFBIG
+
+SIZE_LIMITED = """
+import resource, signal, sys, uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from pgsyslog.record import Record
+from pgsyslog.storage.spool import Spool
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # write() fails with EFBIG instead
+spool = Spool(Path(sys.argv[1]), max_bytes=10**12)
+resource.setrlimit(resource.RLIMIT_FSIZE, (150_000, 150_000))
+row = Record(datetime(2026, 1, 1, tzinfo=UTC), None, 1, 5, "h", "a", None, None, None,
+             "x" * 1000, "raw", "tcp", None, None, None)
+for size in [40] * 5 + [1] * 3:
+    batch_id = uuid.uuid4()
+    try:
+        spool.append(batch_id, [row] * size)
+    except OSError as e:
+        print("refused", e.errno, flush=True)
+    else:
+        print(batch_id, flush=True)
+"""
+
+
+def test_a_write_the_disk_refuses_half_way_is_cut_off_and_the_spool_goes_on(
+        tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", SIZE_LIMITED, str(tmp_path)],
+                          capture_output=True, text=True, timeout=60, check=True)
+    lines = done.stdout.split()
+    refused = [line for line in lines if line == "refused"]
+    acknowledged = [uuid.UUID(line) for line in lines if len(line) == 36]
+    assert refused and len(acknowledged) >= 5, done.stdout  # big ones refused, small ones not
+    spool = Spool(tmp_path, max_bytes=BIG)
+    assert spool.damaged_bytes == 0  # the half-written frames were cut off at once
+    assert [f.batch_id for f in replay_all(spool)] == acknowledged
+
+
 def test_records_survive_the_round_trip_through_a_frame(tmp_path: Path) -> None:
     rows = [record(i) for i in range(5)]
     spool = Spool(tmp_path, max_bytes=BIG)

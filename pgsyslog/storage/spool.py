@@ -317,7 +317,8 @@ class Spool:
         segment = self._active
         if segment is None:
             return
-        os.close(self._active_fd)
+        with contextlib.suppress(OSError):  # written and fsynced already: nothing to lose
+            os.close(self._active_fd)
         self._active, self._active_fd = None, -1
         segment.sealed = True
         if segment.pending == 0:
@@ -431,7 +432,8 @@ class Spool:
         self._size -= segment.size
         self._pending -= segment.pending
 
-    def _move_aside(self, source: Path, buf: Buffer, damage: Damage) -> None:
+    def _move_aside(self, source: Path, buf: Buffer, damage: Damage,
+                    cause: str = "a torn write or a disk error") -> None:
         """Append damaged bytes to spool.damaged (durably), count and log them."""
         created = not self.damaged_path.exists()
         with open(self.damaged_path, "ab") as fh:
@@ -443,9 +445,9 @@ class Spool:
         if created:
             self._sync_directory()
         self._damaged_bytes += damage.length
-        log.error("spool %s: %d damaged bytes at byte %d (a torn write or a disk error) "
-                  "moved to %s at byte %d; the intact batches around them are replayed",
-                  source, damage.length, damage.start, self.damaged_path, at)
+        log.error("spool %s: %d damaged bytes at byte %d (%s) moved to %s at byte %d; "
+                  "the intact batches around them are replayed",
+                  source, damage.length, damage.start, cause, self.damaged_path, at)
 
     # -- starting
 
@@ -504,7 +506,8 @@ class Spool:
             end = intact_end(buf, segment.replayed, segment.size)
             if end == segment.size:
                 return
-            self._move_aside(segment.path, buf, Damage(end, segment.size))
+            self._move_aside(segment.path, buf, Damage(end, segment.size),
+                             "a batch being written when the receiver stopped")
         with open(segment.path, "r+b") as fh:
             fh.truncate(end)
             if self.fsync:
@@ -524,7 +527,8 @@ class Spool:
                 replayed = _legacy_replayed(legacy_progress, [s for s, _ in frames], intact)
                 kept = [(s, p) for s, p in frames if s >= replayed]
                 if intact < len(buf):
-                    self._move_aside(legacy, buf, Damage(intact, len(buf)))
+                    self._move_aside(legacy, buf, Damage(intact, len(buf)),
+                                     "the end of the old spool file")
             if kept:
                 number = 1 + max((n for n, _ in _numbered(self.directory, _SEGMENT_NAME)),
                                  default=0)
