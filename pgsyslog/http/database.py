@@ -16,7 +16,6 @@ database without a restart.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Self
@@ -29,8 +28,6 @@ from pgsyslog.http.context import DEFAULT_DB_CONNECTIONS
 from pgsyslog.http.errors import NoDatabase, describe
 from pgsyslog.receiver.state import ReceiverState
 from pgsyslog.storage.database import APPLICATION_NAME
-
-log = logging.getLogger(__name__)
 
 NOT_READY = "not ready"
 POOL_WAIT = 2.0  # seconds a request waits for a free connection before it gets 503
@@ -97,9 +94,7 @@ class ApiDatabase:
         self._closing: set[asyncio.Task[None]] = set()
 
     def _report(self, error: str | None) -> None:
-        if error is not None and error != self.last_error:
-            log.warning("API database connection failed: %s", error)
-        self.last_error = error
+        self.last_error = error  # psycopg.pool logs each failed attempt itself
 
     async def _current_pool(self) -> AsyncConnectionPool[Connection]:
         dsn = self.state.dsn
