@@ -8,9 +8,11 @@ Every value is checked here, before any socket opens; a bad value raises
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 import tomllib
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -22,6 +24,12 @@ import platformdirs
 ENV_PREFIX = "PGSYSLOG_"
 KIB = 1024
 MIB = 1024 * KIB
+GIB = 1024 * MIB
+TIB = 1024 * GIB
+# The writer reserves a block of this many ids per batch (storage.schema.BLOCK_IDS).
+MAX_BATCH_ROWS = 65_536
+MAX_SECONDS = 86_400.0  # every timeout and interval: a day at most
+MAX_RETENTION_DAYS = 36_500  # a hundred years; dates further back do not exist
 
 
 class ConfigError(Exception):
@@ -168,10 +176,39 @@ def mask_dsn(dsn: str) -> str:
     query_start = rest.find("?") if "?" in rest else len(rest)
     at = rest.rfind("@", 0, query_start)  # the last: a password may hold an unencoded @
     if at >= 0:
-        user, colon, _password = rest[:at].partition(":")
-        if colon:
+        user, colon, password = rest[:at].partition(":")
+        if colon and password:
             rest = f"{user}:{MASK}{rest[at:]}"
     return scheme + _QUERY_SECRET_RE.sub(rf"\g<1>{MASK}", rest)
+
+
+_LOOSE_SECRET_RE = re.compile(rf"{_SECRET_KEYS}\s*=?\s*('(?:[^'\\]|\\.)*'?|[^\s&#]+)",
+                              re.IGNORECASE)
+
+
+def dsn_secrets(dsn: str) -> list[str]:
+    """The passwords in a DSN, read leniently (the DSN may be malformed), longest first."""
+    found = [m.group(1).strip("'") for m in _LOOSE_SECRET_RE.finditer(dsn)]
+    url = _URL_RE.fullmatch(dsn.strip())
+    if url is not None:
+        rest = url.group(2)
+        at = rest.rfind("@", 0, rest.find("?") if "?" in rest else len(rest))
+        password = rest[:at].partition(":")[2] if at >= 0 else ""
+        found += [password, urllib.parse.unquote(password)]
+    return sorted({f for f in found if f}, key=len, reverse=True)
+
+
+_URL_PASSWORD_IN_TEXT_RE = re.compile(r"(postgres(?:ql)?://[^\s:/@]*:)\S*@", re.IGNORECASE)
+
+
+def mask_secrets(text: str, dsn: str | None = None) -> str:
+    """Free text (an error message, say) with the DSN's passwords, and any password of a
+    DSN written in it, replaced by ``***``."""
+    for secret in dsn_secrets(dsn or ""):
+        text = text.replace(secret, MASK)
+    text = _URL_PASSWORD_IN_TEXT_RE.sub(rf"\g<1>{MASK}@", text)
+    text = _QUERY_SECRET_RE.sub(rf"\g<1>{MASK}", text)
+    return _KEYWORD_SECRET_RE.sub(rf"\g<1>{MASK}", text)
 
 
 def redacted(config: Config) -> dict[str, str]:
@@ -202,7 +239,7 @@ def parse_endpoint(text: str) -> Endpoint:
         host, sep, port = text.rpartition(":")
         if ":" in host:
             raise ValueError(f"{text!r}: write IPv6 addresses in brackets, as [::1]:5514")
-    if not sep or not host or not port.isdigit():
+    if not sep or not host or not (port.isascii() and port.isdigit()):
         raise ValueError(f"{text!r} is not HOST:PORT")
     number = int(port)
     if not 0 <= number <= 65535:
@@ -227,29 +264,37 @@ def _endpoints(value: Any) -> tuple[Endpoint, ...]:
     return tuple(parse_endpoint(str(item)) for item in _as_list(value))
 
 
-def _int_at_least(minimum: int) -> Callable[[Any], int]:
+def _whole(minimum: int, maximum: int) -> Callable[[Any], int]:
+    """A converter to a whole number within minimum..maximum."""
+
     def convert(value: Any) -> int:
-        if isinstance(value, bool):
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
             raise ValueError(f"expected a whole number, got {value!r}")
         try:
             number = int(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ValueError(f"expected a whole number, got {value!r}") from None
-        if number < minimum:
-            raise ValueError(f"must be at least {minimum}, got {number}")
+        if not minimum <= number <= maximum:
+            raise ValueError(f"must be {minimum:,} to {maximum:,}, got {number:,}")
         return number
 
     return convert
 
 
 def _seconds(value: Any, *, zero_allowed: bool = False) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number of seconds, got {value!r}")
     try:
         number = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"expected a number of seconds, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"expected a finite number of seconds, got {value!r}")
     if number < 0 or (number == 0 and not zero_allowed):
         raise ValueError(f"must be {'0 (off) or more' if zero_allowed else 'above 0'}, "
-                         f"got {number}")
+                         f"got {number:g}")
+    if number > MAX_SECONDS:
+        raise ValueError(f"must be at most {MAX_SECONDS:g} (a day), got {number:g}")
     return number
 
 
@@ -275,7 +320,7 @@ def _networks(value: Any) -> tuple[Network, ...]:
 def _retention(value: Any) -> int:
     if isinstance(value, str) and value.strip().lower() == "forever":
         return 0
-    return _int_at_least(0)(value)
+    return _whole(0, MAX_RETENTION_DAYS)(value)
 
 
 def _boolean(value: Any) -> bool:
@@ -323,6 +368,27 @@ def _optional_str(value: Any) -> str | None:
     return text or None
 
 
+def _dsn(value: Any) -> str | None:
+    """A libpq connection string (URL or keyword form), checked before anything opens."""
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    text = _optional_str(value)
+    if text is None:
+        return None
+    try:
+        params = conninfo_to_dict(text)
+    except ProgrammingError as e:
+        reason = mask_secrets(" ".join(str(e).split()), text)
+        raise ValueError(f"not a PostgreSQL connection string ({reason}); write "
+                         "postgresql://USER:PASSWORD@HOST:PORT/DATABASE or "
+                         "'host=HOST port=PORT dbname=DATABASE user=USER'") from None
+    for port in str(params.get("port") or "5432").split(","):
+        if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+            raise ValueError(f"port {port!r} is not a port number (1-65535)")
+    return text
+
+
 def _log_level(value: Any) -> str:
     level = str(value).strip().upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -331,7 +397,7 @@ def _log_level(value: Any) -> str:
 
 
 CONVERTERS: dict[str, Callable[[Any], Any]] = {
-    "dsn": _optional_str,
+    "dsn": _dsn,
     "data_dir": lambda v: Path(str(v)).expanduser(),
     "udp": _endpoints,
     "tcp": _endpoints,
@@ -339,14 +405,14 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "tls_cert": _optional_path,
     "tls_key": _optional_path,
     "tls_client_ca": _optional_path,
-    "udp_receive_buffer": _int_at_least(4 * KIB),
-    "max_frame_length": _int_at_least(480),  # RFC 5426/6587 minimum a receiver must take
-    "queue_size": _int_at_least(1),
-    "queue_bytes": _int_at_least(64 * KIB),
-    "batch_rows": _int_at_least(1),
-    "batch_age_ms": _int_at_least(1),
-    "writers": _int_at_least(1),
-    "partitions_ahead": _int_at_least(0),
+    "udp_receive_buffer": _whole(4 * KIB, GIB),  # the kernel caps it at rmem_max anyway
+    "max_frame_length": _whole(480, 64 * MIB),  # 480: RFC 5426/6587 minimum a receiver takes
+    "queue_size": _whole(1, 10_000_000),
+    "queue_bytes": _whole(64 * KIB, 64 * GIB),
+    "batch_rows": _whole(1, MAX_BATCH_ROWS),
+    "batch_age_ms": _whole(1, 60_000),
+    "writers": _whole(1, 64),
+    "partitions_ahead": _whole(0, 366),
     "retention_days": _retention,
     "maintenance_interval": _positive_float,
     "default_tz": _zone_name,
@@ -355,19 +421,19 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "db_connect_timeout": _positive_float,
     "db_statement_timeout": _positive_float,
     "db_keepalive_idle": _positive_float,
-    "max_connections": _int_at_least(1),
-    "max_connections_per_source": _int_at_least(1),
+    "max_connections": _whole(1, 100_000),
+    "max_connections_per_source": _whole(1, 100_000),
     "tls_handshake_timeout": _positive_float,
     "idle_timeout": _seconds_or_zero,
     "udp_allow": _networks,
     "tcp_allow": _networks,
     "tls_allow": _networks,
-    "spool_max_bytes": _int_at_least(0),
+    "spool_max_bytes": _whole(0, 16 * TIB),
     "spool_fsync": _boolean,
     "http": _optional_endpoint,
     "http_token": _optional_str,
-    "http_db_connections": _int_at_least(1),
-    "http_max_response_bytes": _int_at_least(64 * KIB),
+    "http_db_connections": _whole(1, 64),
+    "http_max_response_bytes": _whole(64 * KIB, GIB),
     "http_stream_timeout": _positive_float,
     "log_level": _log_level,
 }
@@ -378,10 +444,20 @@ assert set(CONVERTERS) == {f.name for f in fields(Config)}
 
 def read_toml(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError("config", f"{path} does not exist: give --config (or "
+                          "PGSYSLOG_CONFIG) a TOML file that does") from None
     except OSError as e:
         raise ConfigError("config", f"cannot read {path}: {e.strerror or e}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise ConfigError("config", f"{path} is not UTF-8 text (byte {data[e.start]:#04x} on "
+                          f"line {line}): save it as UTF-8") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError("config", f"{path} is not valid TOML: {e}") from None
 
@@ -408,7 +484,7 @@ def build_config(*layers: Mapping[str, Any]) -> Config:
     for key, value in merged.items():
         try:
             converted[key] = CONVERTERS[key](value)
-        except ValueError as e:
+        except (ValueError, TypeError) as e:
             raise ConfigError(key, str(e)) from None
     config = Config(**converted)
     check_consistency(config)
@@ -416,14 +492,18 @@ def build_config(*layers: Mapping[str, Any]) -> Config:
 
 
 def check_consistency(config: Config) -> None:
+    """Settings that are each fine but do not go together (pure: looks at no file)."""
     if config.tls and not (config.tls_cert and config.tls_key):
         raise ConfigError("tls", "a TLS listener needs tls_cert and tls_key")
-    for key in ("tls_cert", "tls_key", "tls_client_ca"):
-        path = getattr(config, key)
-        if path is not None and not path.is_file():
-            raise ConfigError(key, f"no such file: {path}")
+    if config.queue_size < config.batch_rows:
+        raise ConfigError("queue_size", f"must be at least batch_rows ({config.batch_rows:,}), "
+                          f"got {config.queue_size:,}: a batch is taken from the queue")
+    if config.queue_bytes < config.max_frame_length:
+        raise ConfigError("queue_bytes", f"must hold one message of max_frame_length "
+                          f"({config.max_frame_length:,} bytes), got {config.queue_bytes:,}")
     seen: set[tuple[str, Endpoint]] = set()
-    for transport, endpoint in config.listeners:
+    http = [("http", config.http)] if config.http is not None else []
+    for transport, endpoint in [*config.listeners, *http]:
         kind = "udp" if transport == "udp" else "tcp"
         if endpoint.port and (kind, endpoint) in seen:
             raise ConfigError(transport, f"{endpoint} is given twice")
@@ -438,3 +518,99 @@ def load_config(
     file_values = read_toml(config_file) if config_file else {}
     env_values = from_environment(os.environ if environ is None else environ)
     return build_config(file_values, env_values, flags or {})
+
+
+# ----------------------------------------------------------------------------- before serving
+
+
+def check_startup(config: Config) -> None:
+    """What serve needs besides valid settings, checked before any socket opens: a
+    listener, TLS files that load, a usable data directory. Raises ConfigError.
+
+    ``pgsyslog check-config`` runs this too, so that "valid" there means serve starts
+    (short of a port that is taken or privileged: only binding can tell).
+    """
+    if not config.listeners:
+        raise ConfigError("listeners", "give at least one listener: --udp, --tcp or --tls "
+                          "HOST:PORT (udp, tcp or tls in the config file)")
+    if config.tls:
+        check_tls_files(config)
+    if config.dsn is None or config.spool_max_bytes > 0:
+        problem = data_dir_problem(config.data_dir)
+        if problem:
+            raise ConfigError("data_dir", problem)
+
+
+def data_dir_problem(path: Path) -> str | None:
+    """Why pgsyslog cannot keep its files in ``path`` (None: it can, or can create it)."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        return f"{path} is a file, not a directory: give --data-dir a directory"
+    existing = next(p for p in (path, *path.parents) if os.path.exists(p))
+    if not os.path.isdir(existing):
+        return f"{path} cannot be created: {existing} is a file"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        verb = "is not writable" if existing == path else f"cannot be created in {existing}"
+        return f"{path} {verb} for this user: give --data-dir a directory it may write"
+    return None
+
+
+PEM_READ_LIMIT = 1 * MIB  # a certificate chain or key is a few KiB; read no more than this
+_PEM_CERT = b"-----BEGIN CERTIFICATE-----"
+_PEM_KEY_RE = re.compile(rb"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----")
+
+
+def pem_problem(kind: Literal["certificate", "key"], data: bytes) -> str | None:
+    """Why ``data`` is not a usable PEM certificate or private key (pure)."""
+    if kind == "certificate":
+        if _PEM_CERT not in data:
+            return ("is not a PEM certificate (no -----BEGIN CERTIFICATE----- line); convert "
+                    "a DER file with: openssl x509 -inform der -in FILE -out FILE.pem")
+        return None
+    key = _PEM_KEY_RE.search(data)
+    if key is None:
+        return ("is not a PEM private key (no -----BEGIN PRIVATE KEY----- line); convert a "
+                "DER file with: openssl pkey -inform der -in FILE -out FILE.pem")
+    if b"ENCRYPTED" in key.group(1) or b"Proc-Type: 4,ENCRYPTED" in data:
+        return ("is protected by a passphrase, which pgsyslog cannot ask for: write it out "
+                "without one: openssl pkey -in FILE -out FILE.plain")
+    return None
+
+
+def _read_pem(key: str, path: Path, kind: Literal["certificate", "key"]) -> None:
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(PEM_READ_LIMIT)
+    except OSError as e:
+        raise ConfigError(key, f"cannot read {path}: {e.strerror or e}") from None
+    problem = pem_problem(kind, data)
+    if problem:
+        raise ConfigError(key, f"{path} {problem}")
+
+
+def check_tls_files(config: Config) -> None:
+    """Load the certificate, key and client CA into a real SSL context, as serve does."""
+    import ssl
+
+    from pgsyslog.receiver.tls import make_tls_context
+
+    cert, key, client_ca = config.tls_cert, config.tls_key, config.tls_client_ca
+    assert cert is not None and key is not None  # check_consistency saw to that
+    _read_pem("tls_cert", cert, "certificate")
+    _read_pem("tls_key", key, "key")
+    if client_ca is not None:
+        _read_pem("tls_client_ca", client_ca, "certificate")
+    try:
+        make_tls_context(cert, key, None)
+    except ssl.SSLError as e:
+        if e.reason == "KEY_VALUES_MISMATCH":
+            raise ConfigError("tls_key", f"{key} is not the key of the certificate {cert}: "
+                              "give the private key the certificate was made for") from None
+        raise ConfigError("tls_cert", f"cannot load {cert} with the key {key} "
+                          f"({e.reason or e}): check both with openssl x509 -in CERT -noout "
+                          "and openssl pkey -in KEY -noout") from None
+    if client_ca is not None:
+        try:
+            make_tls_context(cert, key, client_ca)
+        except ssl.SSLError as e:
+            raise ConfigError("tls_client_ca", f"cannot load {client_ca}: {e.reason or e}"
+                              ) from None

