@@ -93,7 +93,7 @@ class Receiver:
         zones = ZoneResolver(config.default_zone, config.source_timezones)
         self.intake = Intake(self.queue, self.state.counters, zones, config.max_frame_length)
         self.link = DatabaseLink(Timeouts.of(config))
-        self.spooler = Spooler(self._spool(), self.state.counters, self._spool_size)
+        self.spooler = Spooler(None, self.state.counters, self._spool_size)  # set by run()
         self._stream_servers: list[asyncio.Server | TlsServer] = []
         self._tls_servers: list[TlsServer] = []
         self._udp: list[UdpListener] = []
@@ -124,6 +124,7 @@ class Receiver:
         # takes effect as soon as the receiver is up.
         with _signals_set(self.request_stop, self._reload):
             try:
+                self.spooler.spool = self._spool()
                 await self._bind_all()
                 await self._serve()
             finally:
@@ -299,7 +300,12 @@ class Receiver:
         cfg = self.config
         if cfg.spool_max_bytes <= 0:
             return None
-        spool = Spool(cfg.data_dir / "spool", cfg.spool_max_bytes, cfg.spool_fsync)
+        directory = cfg.data_dir / "spool"
+        try:
+            spool = Spool(directory, cfg.spool_max_bytes, cfg.spool_fsync)
+        except OSError as e:
+            raise StartupError(f"cannot use the spool directory {directory}: "
+                               f"{e.strerror or e}") from None
         self._spool_size(spool.pending)
         return spool
 

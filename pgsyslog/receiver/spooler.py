@@ -131,7 +131,7 @@ class SpoolReplayer:
 
     async def replay(self) -> bool:
         """Write every pending frame; False when the database failed meanwhile."""
-        frames = iter(self.spool.frames())  # a generator: each next() reads from disk
+        frames = self.spool.frames()  # a generator: each next() reads from disk
         replayed = 0
         self.replaying = True
         try:
@@ -148,9 +148,7 @@ class SpoolReplayer:
                 self.spooler.report_size()
         finally:
             self.replaying = False
-            close = getattr(frames, "close", None)
-            if close is not None:
-                await asyncio.to_thread(close)
+            await asyncio.to_thread(frames.close)
             self.spooler.report_size()
         if replayed:
             log.warning("replayed %d rows from the spool", replayed)
