@@ -19,6 +19,7 @@ its count prefix.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import NamedTuple
 
@@ -145,15 +146,17 @@ class SyslogStreamDecoder:
             return 0
         max_length, end, pos = self.max_length, len(data), 0
         append = out.append
+        # A NUL ends a line too; one scan for it spares one per line in the common case.
+        line_end = functools.partial(_line_end, data) if b"\x00" in data else data.find
         self._need = 1
         while pos < end:
             if self._partial is not None:  # skipping the rest of a cut line
-                line_end = _line_end(data, pos, end)
-                if line_end < 0:
+                stop = line_end(b"\n", pos, end)
+                if stop < 0:
                     return end
                 append(Frame(self._partial, truncated=True))
                 self._partial = None
-                pos = line_end + 1
+                pos = stop + 1
                 continue
             count = _OCTET_COUNT.match(data, pos)
             if count is not None:
@@ -180,10 +183,10 @@ class SyslogStreamDecoder:
             if self._counting and 48 <= data[pos] <= 57:
                 self.error = f"expected an octet count, got {data[pos : pos + 12]!r}"
                 return pos
-            line_end = _line_end(data, pos, pos + max_length + 1)
-            if line_end >= 0:
-                append(Frame(data[pos:line_end]))
-                pos = line_end + 1
+            stop = line_end(b"\n", pos, pos + max_length + 1)
+            if stop >= 0:
+                append(Frame(data[pos:stop]))
+                pos = stop + 1
             elif end - pos > max_length:
                 self._partial = data[pos : pos + max_length]
                 pos += max_length
@@ -205,8 +208,8 @@ class SyslogStreamDecoder:
         return True
 
 
-def _line_end(data: bytes, start: int, stop: int) -> int:
-    """The index of the LF or NUL that ends the line at ``start`` (before ``stop``), or -1."""
-    newline = data.find(b"\n", start, stop)
-    nul = data.find(b"\x00", start, stop if newline < 0 else newline)
-    return newline if nul < 0 else nul
+def _line_end(data: bytes, newline: bytes, start: int, stop: int) -> int:
+    """Like ``data.find(newline, start, stop)``, but a NUL ends a line too."""
+    lf = data.find(newline, start, stop)
+    nul = data.find(b"\x00", start, stop if lf < 0 else lf)
+    return lf if nul < 0 else nul
