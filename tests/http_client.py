@@ -13,6 +13,7 @@ import http.client
 import json
 import socket
 import threading
+import time
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -65,6 +66,21 @@ def raw_request(port: int, data: bytes, timeout: float = 30.0) -> bytes:
         while chunk := s.recv(65536):
             chunks.append(chunk)
     return b"".join(chunks)
+
+
+def settled_log(server: Any, quiet: float = 0.3, timeout: float = 5.0) -> str:
+    """The log of a running ``serve`` once it has stopped growing for ``quiet`` seconds.
+
+    What a request logs is written before its answer goes out; this waits for the pipe
+    reader to catch up, so that the log of the requests made so far is all there."""
+    deadline = time.monotonic() + timeout
+    seen = server.log
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        if server.log == seen:
+            break
+        seen = server.log
+    return str(seen)
 
 
 class EventStream:

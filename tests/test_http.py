@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from http_client import EventStream, get, local_server
+from http_client import EventStream, get, local_server, request
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg.conninfo import make_conninfo
 
@@ -170,6 +170,14 @@ def test_a_new_dsn_gets_a_new_pool(dsn: str, other_dsn: str) -> None:
         while api_connections(dsn):  # the old pool is closed
             assert time.monotonic() < deadline
             time.sleep(0.1)
+
+
+def test_unknown_paths_and_methods_get_one_line_json_errors(dsn: str) -> None:
+    with local_server(dsn) as server:
+        missing = get(server.port, "/api/nothing")
+        wrong_method = request(server.port, "POST", "/api/search")
+    assert (missing.status, missing.body) == (404, {"error": "Not Found"})
+    assert (wrong_method.status, wrong_method.body) == (405, {"error": "Method Not Allowed"})
 
 
 def test_the_default_limits_are_those_of_the_config() -> None:

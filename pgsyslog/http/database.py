@@ -100,6 +100,8 @@ class ApiDatabase:
         dsn = self.state.dsn
         if dsn is None:
             raise NoDatabase(NOT_READY)
+        if self._pool is not None and dsn == self._pool_dsn:
+            return self._pool
         async with self._lock:
             if self._pool is None or dsn != self._pool_dsn:
                 self._retire()
