@@ -4,8 +4,8 @@ A browser's EventSource cannot send an Authorization header, so a browser logs i
 ``POST /api/login`` with the token (a JSON or form field ``token``) sets an HttpOnly,
 SameSite=Strict cookie holding a random session id, kept in memory until it expires
 (SESSION_SECONDS) or ``POST /api/logout``. Tokens are compared in constant time, and
-neither the token nor a session id is ever logged. /healthz and /metrics stay open for
-probes.
+neither the token nor a session id is ever logged (test_http_auth.py::
+test_the_token_never_reaches_the_log). /healthz and /metrics stay open for probes.
 """
 
 from __future__ import annotations

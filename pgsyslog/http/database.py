@@ -10,7 +10,9 @@ The HTTP server starts before the database is known (``state.dsn`` is None until
 receiver has migrated it): until then every request is answered 503 "database: not ready".
 The pool is made on the first request after ``state.dsn`` is set, and made anew if it
 changes. The pool reconnects by itself, so the API and /healthz come back with the
-database without a restart.
+database without a restart. Tested by test_http_limits.py::
+test_a_request_that_finds_no_free_connection_gets_503 (the bound) and test_http.py::
+test_healthz_is_503_while_the_database_refuses_and_ok_again_by_itself (the recovery).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ A page of /api/search is capped in bytes (http_max_response_bytes) as well as in
 the rows that would make it larger are left for the next page, cut at a row boundary, and
 the page says ``"truncated": true`` with a ``next`` cursor that continues after its last
 row. A page holds at least one row, so that paging always moves on, even past a row larger
-than the cap on its own.
+than the cap on its own (test_http_limits.py::
+test_a_page_larger_than_the_cap_is_cut_at_a_row_boundary).
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@
 503, and anything unexpected is a 500 logged in one line (the traceback at DEBUG only).
 Requests aiohttp cannot even parse never reach a handler; ``server_log`` is the logger
 given to aiohttp for those, and turns each into one line without the offending bytes
-(they may hold a token).
+(they may hold a token). Tested by tests/test_http_fuzz.py and
+test_http_auth.py::test_the_token_never_reaches_the_log.
 """
 
 from __future__ import annotations

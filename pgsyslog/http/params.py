@@ -5,7 +5,7 @@ parameter the endpoint does not know, or one given twice, is an error rather tha
 silently ignored, so that a typo does not return everything. Every value that could
 not reach the database as it is (a NUL, which PostgreSQL refuses in text; a number too
 large for bigint; a time outside the calendar) is a FilterError here, so that bad input
-is a 400 saying which parameter, never a failed query.
+is a 400 saying which parameter, never a failed query (tests/test_http_fuzz.py).
 """
 
 from __future__ import annotations

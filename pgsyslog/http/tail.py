@@ -6,7 +6,8 @@ reconnects with ``Last-Event-ID`` gets the rows after that id. A comment line go
 when the stream has been quiet for KEEPALIVE seconds, so that proxies keep it open and a
 client that went away is noticed. A client that stops reading is dropped once a write
 has waited http_stream_timeout seconds for it, which frees its slot and its database
-connection. The storage side (LISTEN, ids seen, order) is pgsyslog.storage.follow.
+connection (test_http_limits.py::test_a_tail_client_that_stops_reading_is_dropped). The
+storage side (LISTEN, ids seen, order) is pgsyslog.storage.follow.
 """
 
 from __future__ import annotations
