@@ -588,7 +588,7 @@ def _read_pem(key: str, path: Path, kind: Literal["certificate", "key"]) -> None
 
 
 def check_tls_files(config: Config) -> None:
-    """Load the certificate, key and client CA into a real SSL context, as serve does."""
+    """Load the certificate, key and client CA into a real TLS context, as serve does."""
     import ssl
 
     from pgsyslog.receiver.tls import make_tls_context
@@ -600,7 +600,7 @@ def check_tls_files(config: Config) -> None:
     if client_ca is not None:
         _read_pem("tls_client_ca", client_ca, "certificate")
     try:
-        make_tls_context(cert, key, None)
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
     except ssl.SSLError as e:
         if e.reason == "KEY_VALUES_MISMATCH":
             raise ConfigError("tls_key", f"{key} is not the key of the certificate {cert}: "
@@ -608,9 +608,7 @@ def check_tls_files(config: Config) -> None:
         raise ConfigError("tls_cert", f"cannot load {cert} with the key {key} "
                           f"({e.reason or e}): check both with openssl x509 -in CERT -noout "
                           "and openssl pkey -in KEY -noout") from None
-    if client_ca is not None:
-        try:
-            make_tls_context(cert, key, client_ca)
-        except ssl.SSLError as e:
-            raise ConfigError("tls_client_ca", f"cannot load {client_ca}: {e.reason or e}"
-                              ) from None
+    try:
+        make_tls_context(cert, key, client_ca)
+    except Exception as e:  # whatever serve's own loading refuses, serve would stop on
+        raise ConfigError("tls", " ".join(str(e).split()) or type(e).__name__) from None

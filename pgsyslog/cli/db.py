@@ -9,6 +9,7 @@ import click
 
 from pgsyslog.cli.errors import (
     EMBEDDED_START_ERRORS,
+    NO_SCHEMA,
     OperatorError,
     database_errors,
     embedded_start_problem,
@@ -21,10 +22,27 @@ from pgsyslog.storage.database import EmbeddedDatabase, Timeouts, with_timeouts
 @contextmanager
 def database_url(config: Config, *, create: bool = False) -> Iterator[str]:
     """The DSN to connect to, with the configured timeouts; database errors inside become
-    one line. Without --dsn, the embedded server's: started if it is not running, and
-    made first only when ``create`` (else a data directory without one is an error)."""
+    one line. Without --dsn, the embedded server's, started if it is not running.
+
+    Unless ``create`` (db upgrade), the database must exist and hold the pgsyslog schema:
+    a data directory or database where serve never ran is one line saying so.
+    """
     with server_url(config, create=create) as url, database_errors(url):
-        yield with_timeouts(url, Timeouts.of(config))
+        timed = with_timeouts(url, Timeouts.of(config))
+        if not create:
+            require_schema(timed)
+        yield timed
+
+
+def require_schema(url: str) -> None:
+    from pgsyslog.storage import database
+    from pgsyslog.storage.schema import SCHEMA
+
+    with database.connect(url) as conn:
+        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{SCHEMA}.messages",)
+                           ).fetchone()
+    if not (row and row[0]):
+        raise OperatorError(NO_SCHEMA)
 
 
 @contextmanager
