@@ -49,6 +49,10 @@ class MaintenanceSchedule:
             result = await asyncio.to_thread(
                 run_maintenance, self.dsn, ahead=self.config.partitions_ahead,
                 retention_days=self.config.retention_days)
+        except asyncio.CancelledError:
+            # serve is stopping; the thread's run ends by itself, its steps are idempotent.
+            log.info("maintenance run left unfinished by the stop")
+            return
         except psycopg.Error as e:
             # The database is away or refused a step: one line; every step resumes later.
             log.warning("maintenance run failed (%s); the next one is in %ss", describe(e),

@@ -50,7 +50,7 @@ class Filters:
 def parse_severity(text: str) -> int:
     """A severity name (``warning``, ``err``...) or number 0-7."""
     value = text.strip().lower()
-    if value.isdigit() and int(value) <= 7:
+    if value.isascii() and value.isdigit() and int(value) <= 7:
         return int(value)
     if value in SEVERITY_NAMES:
         return SEVERITY_NAMES[value]
@@ -61,7 +61,7 @@ def parse_severity(text: str) -> int:
 def parse_facility(text: str) -> int:
     """A facility name (``daemon``, ``local0``...) or number 0-23."""
     value = text.strip().lower()
-    if value.isdigit() and int(value) <= 23:
+    if value.isascii() and value.isdigit() and int(value) <= 23:
         return int(value)
     if value in FACILITY_NAMES:
         return FACILITY_NAMES[value]
