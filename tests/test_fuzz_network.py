@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,8 +30,13 @@ def test_hostile_frames_over_tcp_and_udp_are_all_accounted_for(
     server = serve("--tcp", "127.0.0.1:0", "--udp", "127.0.0.1:0")
     rng = random.Random(20261121)
     tally = fuzz.Tally()
-    fuzz.send_tcp(server.port("tcp"), fuzz.tcp_connections(rng, TCP_FRAMES), tally)
-    fuzz.send_udp(server.port("udp"), fuzz.udp_datagrams(rng, UDP_DATAGRAMS), UDP_RATE, tally)
+    deadline = time.monotonic() + 240
+    fuzz.send_tcp(server.port("tcp"), fuzz.tcp_connections(rng, TCP_FRAMES), tally,
+                  deadline=deadline)
+    fuzz.wait_until_written(dsn, deadline=deadline)
+    fuzz.send_udp(server.port("udp"), fuzz.udp_datagrams(rng, UDP_DATAGRAMS), UDP_RATE, tally,
+                  deadline=deadline)
+    fuzz.wait_until_written(dsn, deadline=deadline)
     fuzz.send_normal_messages(server.port("tcp"), server.port("udp"), tally)
     assert fuzz.normal_arrived_intact(dsn), fuzz.normal_rows(dsn)
     assert server.stop() == 0
