@@ -14,7 +14,9 @@ from click.testing import CliRunner
 
 from helpers import query
 from pgsyslog.cli import cli
-from pgsyslog.storage import migrate
+from pgsyslog.cli.db import database_url
+from pgsyslog.config import load_config
+from pgsyslog.storage import database, migrate
 
 UNREACHABLE_DSN = "host=/nonexistent-socket-dir dbname=none connect_timeout=1"
 
@@ -81,3 +83,20 @@ def test_db_upgrade_migrates_an_empty_database(empty_dsn: str) -> None:
     head = ScriptDirectory.from_config(migrate.alembic_config(empty_dsn)).get_current_head()
     assert query(empty_dsn, "SELECT version_num FROM alembic_version") == [(head,)]
     assert query(empty_dsn, "SELECT to_regclass('syslog.messages') IS NOT NULL") == [(True,)]
+
+
+def test_dsn_masks_the_password_unless_asked() -> None:
+    given = "postgresql://u:s3cret@db.example/logs"
+    masked = CliRunner().invoke(cli, ["dsn", "--dsn", given])
+    assert masked.exit_code == 0
+    assert masked.output == "postgresql://u:***@db.example/logs\n"
+    shown = CliRunner().invoke(cli, ["dsn", "--dsn", given, "--show-password"])
+    assert shown.output == given + "\n"
+
+
+def test_commands_connect_with_the_configured_timeouts(dsn: str) -> None:
+    config = load_config(None, {"PGSYSLOG_DB_STATEMENT_TIMEOUT": "7",
+                                "PGSYSLOG_DB_KEEPALIVE_IDLE": "12"}, {"dsn": dsn})
+    with database_url(config) as url, database.connect(url) as conn:
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("7s",)
+        assert conn.info.get_parameters()["keepalives_idle"] == "12"

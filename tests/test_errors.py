@@ -8,6 +8,7 @@ stopping: it says so on stderr and shows every row once.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import queue
@@ -26,13 +27,13 @@ from typing import IO
 import click
 import pytest
 from click.testing import CliRunner
+from test_outage import OwnPostgres
 
 from pgsyslog.cli import SafeGroup
 from pgsyslog.cli.errors import NO_SCHEMA
 from pgsyslog.storage import database, migrate, partitions
 from pki import Pki
 from stored import insert, record
-from test_outage import OwnPostgres
 
 SECRET = "s3cret-pw"
 RUN_TIMEOUT = 60  # seconds; a command that should fail at once and instead runs is a failure
@@ -75,74 +76,87 @@ class Given:
         return str(pgdata.parent)
 
 
-Situation = tuple[Callable[[Given], list[str]], str, int]  # argv, what the line says, status
-QUERY_COMMANDS = [["search"], ["tail"], ["stats"], ["partitions", "list"],
-                  ["partitions", "ensure"], ["partitions", "prune"]]
+@dataclass(frozen=True)
+class Situation:
+    name: str
+    argv: Callable[[Given], list[str]]
+    says: str  # in the one line; {port} is the refused port
+    status: int
 
-SITUATIONS: dict[str, Situation] = {
-    **{f"no schema: {' '.join(c)}": ((lambda g, c=c: [*c, "--dsn", g.empty_dsn]),
-                                     NO_SCHEMA, 1) for c in QUERY_COMMANDS},
-    "no schema: tail -f": (lambda g: ["tail", "-f", "--dsn", g.empty_dsn], NO_SCHEMA, 1),
-    "embedded data dir where serve never ran": (
-        lambda g: ["search", "--data-dir", str(g.tmp / "never-served")],
-        "no pgsyslog database in", 1),
-    **{f"unreachable dsn: {' '.join(c)}": (
-        (lambda g, c=c: [*c, "--dsn", g.refused_dsn]),
-        "cannot connect to 127.0.0.1:{port}: connection refused", 1)
-       for c in [*QUERY_COMMANDS, ["tail", "-f"], ["db", "upgrade"]]},
-    **{f"malformed dsn: {c[0]}": (
-        (lambda g, c=c: [*c, "--dsn", f"host=db password={SECRET} port"]),
-        "dsn: not a PostgreSQL connection string", 2)
-       for c in [["search"], ["tail", "-f"], ["dsn"], ["serve", "--tcp", "127.0.0.1:0"],
-                 ["check-config", "--tcp", "127.0.0.1:0"]]},
-    "malformed dsn url": (lambda g: ["check-config", "--tcp", "127.0.0.1:0", "--dsn",
-                                     f"postgresql://u:{SECRET}@[::1/logs"],
-                          "dsn: not a PostgreSQL connection string", 2),
-    "dsn port out of range": (lambda g: ["search", "--dsn", "host=127.0.0.1 port=70000"],
-                              "port '70000' is not a port number", 2),
-    **{f"certificate not PEM: {c}": (
-        (lambda g, c=c: [c, *g.tls_args(g.der_certificate(), str(g.pki.server.key))]),
-        "is not a PEM certificate", 2) for c in ("check-config", "serve")},
-    **{f"key of another certificate: {c}": (
-        (lambda g, c=c: [c, *g.tls_args(str(g.pki.server.cert), str(g.pki.client.key))]),
-        "is not the key of the certificate", 2) for c in ("check-config", "serve")},
-    "key not PEM": (lambda g: ["check-config", *g.tls_args(str(g.pki.server.cert),
-                                                             g.file("k.key", b"junk"))],
-                    "is not a PEM private key", 2),
-    **{f"config not UTF-8: {c}": (
-        (lambda g, c=c: [c, "--config", g.file("latin1.toml", 'tcp = ["h\xf6st:5514"]\n'
-                                                            .encode("latin-1"))]),
-        "is not UTF-8 text", 2) for c in ("check-config", "search")},
-    **{f"config file missing: {c}": ((lambda g, c=c: [c, "--config", str(g.tmp / "no.toml")]),
-                                     "no.toml does not exist", 2)
-       for c in ("check-config", "search")},
-    "config not TOML": (lambda g: ["check-config", "--config", g.file("x.toml", b"tcp = [")],
-                        "is not valid TOML", 2),
-    **{f"data dir is a file: {c[0]}": (
-        (lambda g, c=c: [*c, "--data-dir", g.file("a-file", b"")]),
-        "a-file is a file, not a directory", 2)
-       for c in [["check-config", "--tcp", "127.0.0.1:0"], ["serve", "--tcp", "127.0.0.1:0"],
-                 ["search"], ["dsn"]]},
-    **{f"embedded server fails to start: {c}": (
-        (lambda g, c=c: [c, "--data-dir", g.broken_embedded_data_dir()]),
-        "cannot start the embedded PostgreSQL in", 1) for c in ("search", "dsn")},
-    "no listener: check-config": (lambda g: ["check-config"], "give at least one listener", 2),
-    "no listener: serve": (lambda g: ["serve", "--dsn", g.refused_dsn],
-                           "give at least one listener", 2),
-    "batch_rows above the writer's id block": (
-        lambda g: ["check-config", "--tcp", "127.0.0.1:0", "--batch-rows", "65537"],
-        "batch_rows: must be 1 to 65,536", 2),
-    "queue smaller than a batch": (
-        lambda g: ["check-config", "--tcp", "127.0.0.1:0", "--queue-size", "100",
-                   "--batch-rows", "200"], "queue_size: must be at least batch_rows", 2),
-    "NaN seconds in the config file": (
-        lambda g: ["serve", "--tcp", "127.0.0.1:0", "--config",
-                   g.file("nan.toml", b"shutdown_timeout = nan\n")],
-        "shutdown_timeout: expected a finite number of seconds", 2),
-    "infinite seconds as a flag": (
-        lambda g: ["check-config", "--tcp", "127.0.0.1:0", "--idle-timeout", "inf"],
-        "idle_timeout: expected a finite number of seconds", 2),
-}
+
+Args = Callable[[Given, list[str]], list[str]]  # the command's argv, given the command
+
+
+def each(commands: list[list[str]], name: str, args: Args, says: str,
+         status: int) -> list[Situation]:
+    """The same situation for each of several commands."""
+    return [Situation(f"{name}: {' '.join(c)}", functools.partial(_argv, args=args, command=c),
+                      says, status) for c in commands]
+
+
+def _argv(g: Given, *, args: Args, command: list[str]) -> list[str]:
+    return args(g, command)
+
+
+QUERY_COMMANDS = [["search"], ["tail"], ["tail", "-f"], ["stats"], ["partitions", "list"],
+                  ["partitions", "ensure"], ["partitions", "prune"]]
+SERVING = [["check-config", "--tcp", "127.0.0.1:0"], ["serve", "--tcp", "127.0.0.1:0"]]
+
+SITUATIONS: list[Situation] = [
+    *each(QUERY_COMMANDS, "no schema", lambda g, c: [*c, "--dsn", g.empty_dsn], NO_SCHEMA, 1),
+    Situation("embedded data dir where serve never ran",
+              lambda g: ["search", "--data-dir", str(g.tmp / "never-served")],
+              "no pgsyslog database in", 1),
+    *each([*QUERY_COMMANDS, ["db", "upgrade"]], "unreachable dsn",
+          lambda g, c: [*c, "--dsn", g.refused_dsn],
+          "cannot connect to 127.0.0.1:{port}: connection refused", 1),
+    *each([["search"], ["tail", "-f"], ["dsn"], *SERVING], "malformed dsn",
+          lambda g, c: [*c, "--dsn", f"host=db password={SECRET} port"],
+          "dsn: not a PostgreSQL connection string", 2),
+    Situation("malformed dsn url", lambda g: ["check-config", "--tcp", "127.0.0.1:0", "--dsn",
+                                              f"postgresql://u:{SECRET}@[::1/logs"],
+              "dsn: not a PostgreSQL connection string", 2),
+    Situation("dsn port out of range", lambda g: ["search", "--dsn", "host=127.0.0.1 port=70000"],
+              "port '70000' is not a port number", 2),
+    *each([["check-config"], ["serve"]], "certificate not PEM",
+          lambda g, c: [*c, *g.tls_args(g.der_certificate(), str(g.pki.server.key))],
+          "is not a PEM certificate", 2),
+    *each([["check-config"], ["serve"]], "key of another certificate",
+          lambda g, c: [*c, *g.tls_args(str(g.pki.server.cert), str(g.pki.client.key))],
+          "is not the key of the certificate", 2),
+    Situation("key not PEM", lambda g: ["check-config", *g.tls_args(
+        str(g.pki.server.cert), g.file("k.key", b"junk"))], "is not a PEM private key", 2),
+    *each([["check-config"], ["search"]], "config not UTF-8",
+          lambda g, c: [*c, "--config", g.file("latin1.toml", 'tcp = ["h\xf6st:5514"]\n'
+                                                              .encode("latin-1"))],
+          "is not UTF-8 text", 2),
+    *each([["check-config"], ["search"]], "config file missing",
+          lambda g, c: [*c, "--config", str(g.tmp / "no.toml")], "no.toml does not exist", 2),
+    Situation("config not TOML",
+              lambda g: ["check-config", "--config", g.file("x.toml", b"tcp = [")],
+              "is not valid TOML", 2),
+    *each([*SERVING, ["search"], ["dsn"]], "data dir is a file",
+          lambda g, c: [*c, "--data-dir", g.file("a-file", b"")],
+          "a-file is a file, not a directory", 2),
+    *each([["search"], ["dsn"]], "embedded server fails to start",
+          lambda g, c: [*c, "--data-dir", g.broken_embedded_data_dir()],
+          "cannot start the embedded PostgreSQL in", 1),
+    *each([["check-config"], ["serve"]], "no listener", lambda g, c: [*c, "--dsn", g.refused_dsn],
+          "give at least one listener", 2),
+    Situation("batch_rows above the writer's id block",
+              lambda g: ["check-config", "--tcp", "127.0.0.1:0", "--batch-rows", "65537"],
+              "batch_rows: must be 1 to 65,536", 2),
+    Situation("queue smaller than a batch",
+              lambda g: ["check-config", "--tcp", "127.0.0.1:0", "--queue-size", "100",
+                         "--batch-rows", "200"], "queue_size: must be at least batch_rows", 2),
+    Situation("NaN seconds in the config file",
+              lambda g: ["serve", "--tcp", "127.0.0.1:0", "--config",
+                         g.file("nan.toml", b"shutdown_timeout = nan\n")],
+              "shutdown_timeout: expected a finite number of seconds", 2),
+    Situation("infinite seconds as a flag",
+              lambda g: ["check-config", "--tcp", "127.0.0.1:0", "--idle-timeout", "inf"],
+              "idle_timeout: expected a finite number of seconds", 2),
+]
 
 
 @pytest.fixture
@@ -158,19 +172,18 @@ def pgsyslog(*args: str) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=RUN_TIMEOUT, env=env)
 
 
-@pytest.mark.parametrize("name", list(SITUATIONS))
-def test_each_failure_is_one_line_with_what_to_do(name: str, given: Given) -> None:
-    build_argv, says, status = SITUATIONS[name]
-    result = pgsyslog(*build_argv(given))
+@pytest.mark.parametrize("situation", SITUATIONS, ids=[s.name for s in SITUATIONS])
+def test_each_failure_is_one_line_with_what_to_do(situation: Situation, given: Given) -> None:
+    result = pgsyslog(*situation.argv(given))
     seen = result.stdout + result.stderr
     assert "Traceback" not in seen, seen
     assert SECRET not in seen
-    assert result.returncode == status, seen
+    assert result.returncode == situation.status, seen
     assert result.stdout == ""
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("Error: ")
-    assert says.format(port=given.refused_port) in lines[0]
+    assert situation.says.format(port=given.refused_port) in lines[0]
 
 
 def test_an_unexpected_exception_is_one_line_without_secrets() -> None:
@@ -215,7 +228,7 @@ class Lines:
 
     def take(self, count: int, timeout: float = 30.0) -> list[str]:
         deadline = time.monotonic() + timeout
-        taken = []
+        taken: list[str] = []
         while len(taken) < count and time.monotonic() < deadline:
             try:
                 taken.append(self.queue.get(timeout=0.1))
