@@ -30,7 +30,7 @@ from click.testing import CliRunner
 from test_outage import OwnPostgres
 
 from pgsyslog.cli import SafeGroup
-from pgsyslog.cli.errors import NO_SCHEMA
+from pgsyslog.problems import NO_SCHEMA
 from pgsyslog.storage import database, migrate, partitions
 from pki import Pki
 from stored import insert, record

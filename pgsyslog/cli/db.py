@@ -7,15 +7,10 @@ from contextlib import contextmanager
 
 import click
 
-from pgsyslog.cli.errors import (
-    EMBEDDED_START_ERRORS,
-    NO_SCHEMA,
-    OperatorError,
-    database_errors,
-    embedded_start_problem,
-)
+from pgsyslog.cli.errors import OperatorError, database_errors
 from pgsyslog.cli.options import ConfigProblem, database_options, with_config
 from pgsyslog.config import Config, data_dir_problem, mask_dsn
+from pgsyslog.problems import EMBEDDED_START_ERRORS, NO_SCHEMA, embedded_start_problem
 from pgsyslog.storage.database import EmbeddedDatabase, Timeouts, with_timeouts
 
 

@@ -10,14 +10,10 @@ from typing import Any
 
 import click
 
-from pgsyslog.cli.errors import (
-    EMBEDDED_START_ERRORS,
-    OperatorError,
-    database_errors,
-    embedded_start_problem,
-)
+from pgsyslog.cli.errors import OperatorError, database_errors
 from pgsyslog.cli.options import ConfigProblem, database_options, with_config
 from pgsyslog.config import Config, ConfigError, check_startup, mask_secrets, redacted
+from pgsyslog.problems import EMBEDDED_START_ERRORS, embedded_start_problem
 
 
 def serve_options(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pgsyslog.cli.db import database_url
-from pgsyslog.cli.errors import failure_reason
 from pgsyslog.cli.options import database_options, with_config
 from pgsyslog.cli.output import Printer, stdout_closed_quietly
 from pgsyslog.cli.query_options import Query, query_options
 from pgsyslog.config import Config
+from pgsyslog.problems import failure_reason
 
 if TYPE_CHECKING:
     import psycopg
