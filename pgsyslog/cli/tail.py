@@ -21,7 +21,7 @@ from pgsyslog.problems import failure_reason
 if TYPE_CHECKING:
     import psycopg
 
-    from pgsyslog.storage.queries import AnySelect
+    from pgsyslog.storage.follow import Tail
     from pgsyslog.storage.rows import StoredMessage
 
 
@@ -121,7 +121,7 @@ def _follow(url: str, query: Query, lines: int, printer: Printer) -> None:
                 with ctrl_c.interruptible():
                     conn = database.connect(url, autocommit=True)
             except psycopg.OperationalError as e:
-                if shown.last_id is None:
+                if shown.resume_after is None:
                     raise  # never connected: the one-line error of database_url
                 if backoff.failures % NOTICE_EVERY == 0:
                     _notice(f"cannot reconnect yet ({failure_reason(e)}); trying again")
@@ -130,7 +130,7 @@ def _follow(url: str, query: Query, lines: int, printer: Printer) -> None:
                 continue
             with conn:
                 if lost:
-                    _notice(f"reconnected; going on after row {shown.last_id}")
+                    _notice(f"reconnected; going on where it left off (row {shown.resume_after})")
                     lost, backoff = False, Backoff()
                 try:
                     _follow_on(conn, query, lines, shown, ctrl_c)
@@ -141,43 +141,31 @@ def _follow(url: str, query: Query, lines: int, printer: Printer) -> None:
 
 
 class Shown:
-    """Prints rows and remembers the highest id shown (or, before any, the newest id at
-    the start), which is where a follower resumes after a lost connection."""
+    """Prints what a follower read and remembers where it is, in commit order: the point
+    a new follower resumes after when the connection was lost (None before the start)."""
 
     def __init__(self, printer: Printer) -> None:
         self.printer = printer
-        self.last_id: int | None = None
+        self.resume_after: int | None = None
 
-    def print(self, rows: Sequence[StoredMessage]) -> None:
+    def print(self, rows: Sequence[StoredMessage], follower: Tail) -> None:
         self.printer.print(rows)
-        if rows:
-            self.last_id = max(self.last_id or 0, *(r.id for r in rows))
+        self.resume_after = follower.resume_after
 
 
 def _follow_on(conn: psycopg.Connection[Any], query: Query, lines: int, shown: Shown,
                ctrl_c: CtrlC) -> None:
     from pgsyslog.storage.follow import Tail
-    from pgsyslog.storage.queries import fetch_ids
 
     follower = Tail(conn, query.filters)
-    if shown.last_id is None:
-        newest = fetch_ids(conn, newest_id_statement())
-        shown.print(follower.start(lines))
-        shown.last_id = max(shown.last_id or 0, *newest)
+    if shown.resume_after is None:
+        shown.print(follower.start(lines), follower)
     else:
-        shown.print(follower.start(0, after=shown.last_id))
+        shown.print(follower.start(0, after=shown.resume_after), follower)
     while True:
         with ctrl_c.interruptible():
             follower.wait()
-        shown.print(follower.read())
-
-
-def newest_id_statement() -> AnySelect:
-    from sqlalchemy import func, select
-
-    from pgsyslog.storage.schema import messages
-
-    return select(func.coalesce(func.max(messages.c.id), 0))
+        shown.print(follower.read(), follower)
 
 
 def _notice(text: str) -> None:
