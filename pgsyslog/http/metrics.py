@@ -54,7 +54,23 @@ class ReceiverCollector(Collector):
                          "not_allowed": c.dropped_not_allowed})
         yield _counter("udp_kernel_drops", "Datagrams the kernel dropped on the UDP sockets.",
                        state.kernel_udp_drops())
+        yield _counter("messages_cut_short", "Stream frames stored unfinished (their "
+                       "connection ended or the receiver stopped).", c.cut_short)
         yield _counter("rows_written", "Rows committed into syslog.messages.", c.written)
+        yield _counter("rows_duplicate_skipped", "Rows of batches found committed before, "
+                       "not written again.", c.duplicates_skipped)
+        yield _counter("rows_spool_failed", "Rows the disk refused to spool (lost, logged).",
+                       c.spool_write_failed)
+        yield _counter("rows_lost_at_stop", "Rows neither written nor spooled at a stop "
+                       "(spool off).", c.lost_at_stop)
+        yield _counter("spool_damaged_bytes", "Spool bytes moved aside as damaged.",
+                       c.spool_damaged_bytes)
+        yield _counter("writer_restarts", "Writer tasks that died and were started again.",
+                       c.writer_restarts)
+        yield _counter("listener_restarts", "Receive or accept loops restarted after an "
+                       "error.", c.listener_restarts)
+        yield _counter("connections_refused_per_source", "Connections refused by "
+                       "max_connections_per_source.", c.refused_per_source)
         yield _counter("rows_unrouted", "Rows committed into syslog.unrouted.", c.unrouted)
         yield _counter("rows_rejected", "Rows refused by both tables (logged).", c.rejected)
         yield _counter("rows_spooled", "Rows written to the disk spool.", c.spooled)
