@@ -37,8 +37,12 @@ def database_errors(dsn: str) -> Iterator[None]:
     """Turn a database error raised inside into one line (secrets masked)."""
     import sqlalchemy.exc
 
+    from pgsyslog.storage.maintenance import MaintenanceBusy
+
     try:
         yield
+    except MaintenanceBusy as e:
+        raise OperatorError(str(e)) from None
     except (psycopg.Error, sqlalchemy.exc.DBAPIError) as e:
         error = _psycopg_error(e)
         if error is None:

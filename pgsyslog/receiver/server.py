@@ -27,7 +27,10 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
 
-from pgsyslog.config import Config, Endpoint, default_data_dir, mask_dsn
+import psycopg
+
+from pgsyslog.config import Config, Endpoint, default_data_dir, mask_dsn, mask_secrets
+from pgsyslog.problems import database_problem, embedded_start_problem
 from pgsyslog.receiver.access import AllowList
 from pgsyslog.receiver.intake import Intake, ZoneResolver
 from pgsyslog.receiver.link import DatabaseLink
@@ -237,10 +240,23 @@ class Receiver:
             except Exception as e:
                 tries += 1
                 level = logging.WARNING if tries == 1 or tries % 10 == 0 else logging.DEBUG
-                log.log(level, "%s (%s); receiving%s meanwhile, trying again in %.0fs", what,
-                        describe(e), " and spooling" if self.spooler.enabled else "", delay)
+                log.log(level, "%s: %s; receiving%s meanwhile, trying again in %.0fs", what,
+                        self._startup_problem(e), " and spooling" if self.spooler.enabled
+                        else "", delay)
                 await asyncio.sleep(delay)
                 delay = min(KEEPER_BACKOFF_MAX, delay * 2)
+
+    def _startup_problem(self, error: Exception) -> str:
+        """One line for why the database could not be made ready (secrets masked)."""
+        dsn = self.config.dsn
+        cause = getattr(error, "orig", None) or error  # SQLAlchemy wraps psycopg's errors
+        if isinstance(cause, psycopg.Error):
+            text = database_problem(cause, dsn or self._display_dsn or "")
+        elif self._embedded is not None or dsn is None:
+            text = embedded_start_problem(self.config.data_dir / "pgdata", error)
+        else:
+            text = describe(error)
+        return mask_secrets(text, dsn)
 
     def _database_ready(self, dsn: str) -> None:
         self.state.dsn = dsn
