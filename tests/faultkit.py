@@ -13,6 +13,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from helpers import ServerProcess, query
@@ -91,7 +92,8 @@ def wait_until(predicate: Callable[[], object], timeout: float, what: str,
     raise AssertionError(f"{what}: not within {timeout} s")
 
 
-def wait_for_stored(dsn: str, count: int, timeout: float = 60, tag: str = "id") -> None:
+def wait_for_stored(dsn: str, count: int, timeout: float = 60, tag: str = "id",
+                    server: ServerProcess | None = None) -> None:
     """Poll until ``count`` rows of the tag are stored (or more: the caller checks)."""
     def enough() -> bool:
         try:
@@ -99,7 +101,11 @@ def wait_for_stored(dsn: str, count: int, timeout: float = 60, tag: str = "id") 
         except Exception:  # the database may be coming back
             return False
 
-    wait_until(enough, timeout, f"{count} rows stored (have {_safe_stored(dsn, tag)})", 0.5)
+    try:
+        wait_until(enough, timeout, f"{count} rows stored", 0.5)
+    except AssertionError as e:
+        log = f"\n{server.log}" if server is not None else ""
+        raise AssertionError(f"{e} (have {_safe_stored(dsn, tag)}){log}") from None
 
 
 def _safe_stored(dsn: str, tag: str) -> object:
@@ -132,10 +138,32 @@ def wait_for_received(server: ServerProcess, count: int, timeout: float = 60) ->
                f"serve received {count} messages (has {received(server)})")
 
 
+@dataclass
+class SpoolContents:
+    """What a stopped serve left in its spool."""
+
+    frame_rows: list[int]  # rows of each frame, in order
+    batch_ids: list[str]  # the batch id of each frame
+    messages: list[str]  # every row's message, frame after frame
+
+    @property
+    def rows(self) -> int:
+        return sum(self.frame_rows)
+
+
+def spool_contents(data_dir: Path) -> SpoolContents:
+    spool = Spool(data_dir / "spool", max_bytes=1 << 40, fsync=False)
+    contents = SpoolContents([], [], [])
+    for frame in spool.frames():
+        contents.frame_rows.append(len(frame.records))
+        contents.batch_ids.append(str(frame.batch_id))
+        contents.messages.extend(r.message for r in frame.records)
+    return contents
+
+
 def spool_frames(data_dir: Path) -> list[int]:
     """Rows in each frame of the spool under data_dir, in order."""
-    spool = Spool(data_dir / "spool", max_bytes=1 << 40, fsync=False)
-    return [len(frame.records) for frame in spool.frames()]
+    return spool_contents(data_dir).frame_rows
 
 
 def log_lines_since(server: ServerProcess, start: int) -> list[str]:

@@ -2,10 +2,10 @@
 
 The server lives in a directory of its own under /tmp (the postgres user must be able to
 reach it, and pytest's tmp_path is private to root), listens on 127.0.0.1 on a port
-picked free at init and keeps it across restarts, and runs with fsync off: a test's
-durability is not what is measured. ``sigstop()`` freezes the postmaster and every backend,
-so the server accepts connections (the kernel does) and answers nothing, which is how a
-hung server looks to a client. Cleanup always stops it, even when frozen.
+picked free at init and keeps it across restarts, and runs with fsync off (see
+SETTINGS). ``sigstop()`` freezes the postmaster and every backend, so the server accepts
+connections (the kernel does) and answers nothing, which is how a hung server looks to a
+client. Cleanup always stops it, even when frozen.
 
 Used by the fault tests (tests/test_faults_*.py) and bench/faults.py.
 """
@@ -34,11 +34,12 @@ SERVICE_USER = "postgres"  # the Debian package's user; PostgreSQL refuses to ru
 DATABASE = "pgsyslog"
 CTL_TIMEOUT = 60  # seconds pg_ctl may take to start or stop the server
 
-# Speed over durability: the tests crash the server on purpose, never the machine.
+# Speed over durability against power loss: the tests crash the server on purpose, never
+# the machine, and what PostgreSQL wrote survives in the page cache. synchronous_commit
+# stays on: with it off, kill9() would lose commits the client was told about.
 SETTINGS = {
     "listen_addresses": "'127.0.0.1'",
     "fsync": "off",
-    "synchronous_commit": "off",
     "full_page_writes": "off",
     "max_connections": "100",
     "shared_buffers": "64MB",
