@@ -25,6 +25,7 @@ def test_sigterm_right_after_the_last_byte_keeps_all_10000(
     assert server.stop() == 0, server.log
     assert query(dsn, "SELECT count(*), count(DISTINCT message) FROM syslog.messages") == [
         (10_000, 10_000)]
+    assert server.final_counters()["written"] == 10_000  # the `stopped: {...}` summary
 
 
 def test_sigint_also_stops_cleanly(serve: Callable[..., ServerProcess], dsn: str) -> None:
@@ -34,6 +35,7 @@ def test_sigint_also_stops_cleanly(serve: Callable[..., ServerProcess], dsn: str
             s.sendto(b"<14>1 - h app - - - udp %d" % i, ("127.0.0.1", server.port("udp")))
     assert server.stop(signal.SIGINT) == 0, server.log
     assert query(dsn, "SELECT count(*) FROM syslog.messages") == [(100,)]
+    assert server.final_counters()["written"] == 100
 
 
 def test_embedded_database_serve_dsn_and_stop(tmp_path: Path) -> None:
