@@ -108,14 +108,14 @@ class Run:
         for at, name, mode in schedule:
             self.wait_until(lambda at=at: senders.total >= at * n,
                             f"waiting to {name} at {at:.0%} sent")
-            started = time.monotonic()
+            started, at_sent = time.monotonic(), senders.total
             if mode == "hang":
                 proxy.hang()
                 time.sleep(self.args.hang)
                 proxy.pass_through()
             else:
                 pg.restart(mode)
-            print(f"  fault: {name} at {senders.total:,} sent "
+            print(f"  fault: {name} at {at_sent:,} sent "
                   f"({time.monotonic() - started:.1f} s)", flush=True)
         self.faults_done = time.monotonic()
 
