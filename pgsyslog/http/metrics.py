@@ -59,7 +59,8 @@ class ReceiverCollector(Collector):
         yield _counter("rows_written", "Rows committed into syslog.messages.", c.written)
         yield _counter("rows_duplicate_skipped", "Rows of batches found committed before, "
                        "not written again.", c.duplicates_skipped)
-        yield _counter("rows_spool_failed", "Rows the disk refused to spool (lost, logged).",
+        yield _counter("rows_spool_failed", "Rows of spool writes the disk refused, per "
+                       "attempt (kept in memory and retried; logged).",
                        c.spool_write_failed)
         yield _counter("rows_lost_at_stop", "Rows neither written nor spooled at a stop "
                        "(spool off).", c.lost_at_stop)

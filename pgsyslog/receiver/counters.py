@@ -29,7 +29,7 @@ class Counters:
     tls_handshake_failed: int = 0  # garbage, plain text or a bad certificate on a TLS port
     framing_errors: int = 0  # connections closed because their framing was lost
     duplicates_skipped: int = 0  # rows of batches found committed before (not written twice)
-    spool_write_failed: int = 0  # rows the disk refused to spool (logged): lost
+    spool_write_failed: int = 0  # rows of spool writes the disk refused, per attempt (logged)
     spool_damaged_bytes: int = 0  # spool bytes moved aside as damaged (a .damaged file)
     lost_at_stop: int = 0  # rows neither written nor spooled at a stop (spool off): logged
     writer_restarts: int = 0  # writer tasks that died and were started again

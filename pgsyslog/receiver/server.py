@@ -47,7 +47,7 @@ from pgsyslog.receiver.writer import BatchWriter
 from pgsyslog.record import Record
 from pgsyslog.storage import database, migrate
 from pgsyslog.storage.database import Timeouts, with_timeouts
-from pgsyslog.storage.maintenance import MaintenanceResult, run_maintenance
+from pgsyslog.storage.maintenance import MaintenanceBusy, MaintenanceResult, run_maintenance
 from pgsyslog.storage.spool import Spool
 
 if TYPE_CHECKING:
@@ -250,7 +250,9 @@ class Receiver:
         """One line for why the database could not be made ready (secrets masked)."""
         dsn = self.config.dsn
         cause = getattr(error, "orig", None) or error  # SQLAlchemy wraps psycopg's errors
-        if isinstance(cause, psycopg.Error):
+        if isinstance(error, MaintenanceBusy):
+            text = str(error)
+        elif isinstance(cause, psycopg.Error):
             text = database_problem(cause, dsn or self._display_dsn or "")
         elif self._embedded is not None or dsn is None:
             text = embedded_start_problem(self.config.data_dir / "pgdata", error)
@@ -434,17 +436,19 @@ class Receiver:
         example = logger_example(self.state.listening)
         if example:
             lines.append(f"try: {example}")
-        lines.append(f'then: psql "$(pgsyslog dsn{self._dsn_flag()})" -c '
+        lines.append(f"then: psql {self._psql_target()} -c "
                      '"SELECT received_at, hostname, app_name, message '
                      'FROM syslog.messages ORDER BY id DESC LIMIT 10"')
         print("\n".join(lines), file=self.out, flush=True)
 
-    def _dsn_flag(self) -> str:
+    def _psql_target(self) -> str:
+        """What to hand psql: the DSN as given (a password masked: the operator knows it),
+        or the embedded server's, from pgsyslog dsn."""
         if self.config.dsn:
-            return f" --dsn '{mask_dsn(self.config.dsn)}'"
+            return f"'{mask_dsn(self.config.dsn)}'"
         if self.config.data_dir != default_data_dir():
-            return f" --data-dir {self.config.data_dir}"
-        return ""
+            return f'"$(pgsyslog dsn --data-dir {self.config.data_dir})"'
+        return '"$(pgsyslog dsn)"'
 
     # ------------------------------------------------------------------ stop
 
