@@ -61,6 +61,11 @@ def spool_problems(data_dir: Path, sent: int) -> list[str]:
     return problems
 
 
+def explain(problems: list[str], after: tuple[int, int], server: ServerProcess) -> str:
+    return (f"{'; '.join(problems) or 'spool ok'}; (rows, distinct) stored after the next "
+            f"start: {after}\n{server.log}")
+
+
 def start_again(servers: Callable[..., ServerProcess], dsn: str, data_dir: Path,
                 check_dsn: str, sent: int) -> tuple[int, int]:
     """Start serve on the data directory again; (rows, distinct) once the spool replayed."""
@@ -84,7 +89,7 @@ def test_stop_with_the_database_down_spools_100000_rows_and_the_next_start_store
 
     pg.start()
     after = start_again(servers, pg.dsn, data_dir, pg.dsn, total)
-    assert (problems, after) == ([], (total, total)), server.log
+    assert (problems, after) == ([], (total, total)), explain(problems, after, server)
 
 
 @pytest.mark.timeout(240)
@@ -102,7 +107,7 @@ def test_stop_with_the_database_hung_spools_100000_rows_and_the_next_start_store
 
     proxy.pass_through()  # batches held in the hang may commit now: the replay skips them
     after = start_again(servers, proxy.dsn(pg.dsn), data_dir, pg.dsn, total)
-    assert (problems, after) == ([], (total, total)), server.log
+    assert (problems, after) == ([], (total, total)), explain(problems, after, server)
 
 
 def test_a_second_sigterm_spools_what_is_in_memory_and_exits_at_once(
@@ -123,7 +128,7 @@ def test_a_second_sigterm_spools_what_is_in_memory_and_exits_at_once(
 
     proxy.pass_through()
     after = start_again(servers, proxy.dsn(pg.dsn), data_dir, pg.dsn, total)
-    assert (problems, after) == ([], (total, total)), server.log
+    assert (problems, after) == ([], (total, total)), explain(problems, after, server)
 
 
 def test_without_a_spool_what_could_not_be_written_is_counted_and_logged_once(
