@@ -76,7 +76,8 @@ def _pg_ctl() -> str:
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Iterator[Path]:
-    """serve's data directory; an embedded server left running there is stopped after."""
+    """serve's data directory; an embedded server left running there is stopped after
+    (tests ask for it before `servers`, so that serve is gone by then)."""
     directory = tmp_path / "data"
     yield directory
     if postgres_running_in(directory):
@@ -86,7 +87,7 @@ def data_dir(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_a_killed_embedded_postgres_is_started_again_and_nothing_is_lost(
-        servers: Callable[..., ServerProcess], data_dir: Path) -> None:
+        data_dir: Path, servers: Callable[..., ServerProcess]) -> None:
     server = servers(None, data_dir)
     assert send(server.port("tcp"), range(1_000)) == 1_000
     wait_for_stored(embedded_dsn(data_dir), 1_000)
@@ -109,7 +110,7 @@ def test_a_killed_embedded_postgres_is_started_again_and_nothing_is_lost(
 
 
 def test_stopping_serve_stops_the_embedded_server_even_after_a_client_was_killed(
-        servers: Callable[..., ServerProcess], data_dir: Path) -> None:
+        data_dir: Path, servers: Callable[..., ServerProcess]) -> None:
     server = servers(None, data_dir)
     client = subprocess.run(["timeout", "-s", "KILL", "5", sys.executable, "-m", "pgsyslog",
                              "tail", "-f", "--data-dir", str(data_dir)],
