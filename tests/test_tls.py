@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import ssl
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from inprocess import Receiving, run
 
 from helpers import ServerProcess, query, wait_for_rows
-from pgsyslog.receiver.tls import make_tls_context
-from pki import Issued, Pki
+from pgsyslog.receiver.tls import TlsContextError, make_tls_context
+from pki import Issued, Pki, issue
 
 
 def tls_send(port: int, pki: Pki, payload: bytes, client: Issued | None = None) -> None:
@@ -62,3 +68,60 @@ def test_mutual_tls(serve: Callable[..., ServerProcess], dsn: str, pki: Pki) -> 
     stop_status = server.stop()
     assert stop_status == 0
     assert query(dsn, "SELECT message FROM syslog.messages") == [("signed client",)]
+
+
+def served_certificate(port: int, pki: Pki) -> bytes:
+    """The certificate a new client is shown (DER), after a full handshake."""
+    client = ssl.create_default_context(cafile=pki.ca.cert)
+    with socket.create_connection(("127.0.0.1", port)) as raw, \
+            client.wrap_socket(raw, server_hostname="localhost") as s:
+        der = s.getpeercert(binary_form=True)
+        s.sendall(b"<14>1 - h app - - - hello\n")
+        s.unwrap()
+    assert der is not None
+    return der
+
+
+def der_of(path: Path) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(path.read_text())
+
+
+def rotate_server_certificate(pki: Pki, directory: Path) -> None:
+    """Issue a new server certificate and key from the same CA, over the old files."""
+    ca_cert = x509.load_pem_x509_certificate(pki.ca.cert.read_bytes())
+    ca_key = serialization.load_pem_private_key(pki.ca.key.read_bytes(), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    fresh = issue(directory, "rotated", ca_cert, ca_key, server=True)
+    pki.server.cert.write_bytes(fresh.cert.read_bytes())
+    pki.server.key.write_bytes(fresh.key.read_bytes())
+
+
+def test_reload_swaps_the_certificate_for_new_handshakes(pki: Pki, tmp_path: Path) -> None:
+    receiving = Receiving.make()
+    before = der_of(pki.server.cert)
+
+    async def scenario() -> None:
+        server = await receiving.tls(make_tls_context(pki.server.cert, pki.server.key, None))
+        port = server.sock.getsockname()[1]
+        assert await asyncio.to_thread(served_certificate, port, pki) == before
+        rotate_server_certificate(pki, tmp_path)
+        server.reload(pki.server.cert, pki.server.key, None)
+        after = await asyncio.to_thread(served_certificate, port, pki)
+        assert after == der_of(pki.server.cert) != before
+        # A bad file: one line saying what is wrong, and the current certificate stays.
+        good_key = pki.server.key.read_bytes()
+        pki.server.key.write_text("not a key\n")
+        with pytest.raises(TlsContextError) as bad:
+            server.reload(pki.server.cert, pki.server.key, None)
+        assert str(bad.value) == f"tls_key {pki.server.key}: no PEM private key in the file"
+        pki.server.key.write_bytes(good_key)
+        with pytest.raises(TlsContextError, match="the key does not belong"):
+            server.reload(pki.server.cert, pki.client.key, None)
+        with pytest.raises(TlsContextError, match=r"missing\.crt: No such file or directory"):
+            server.reload(tmp_path / "missing.crt", pki.server.key, None)
+        with pytest.raises(TlsContextError, match=r"^tls_client_ca .*: no PEM certificate"):
+            server.reload(pki.server.cert, pki.server.key, pki.server.key)
+        assert await asyncio.to_thread(served_certificate, port, pki) == after
+
+    run(scenario(), receiving)
+    assert len(receiving.queue) == 3

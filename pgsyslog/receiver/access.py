@@ -1,16 +1,18 @@
-"""Who may send: allowed-source networks per listener, and log lines once per peer."""
+"""Who may send: allowed-source networks per listener, and log lines rate-limited per peer."""
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import time
 from collections.abc import Sequence
 
 from pgsyslog.config import Network
 
-# Distinct senders remembered (for the allow cache and the once-per-peer logs) before
+# Distinct senders remembered (for the allow cache and the per-peer logs) before
 # starting over: bounded memory under a flood of spoofed sources.
 REMEMBERED_PEERS = 65536
+LOG_EVERY = 60.0  # seconds between two lines about the same peer's same kind of event
 
 
 class AllowList:
@@ -38,17 +40,24 @@ class AllowList:
         return any(address.version == n.version and address in n for n in self.networks)
 
 
-class OncePerPeer:
-    """Log a kind of event the first time each peer causes it, then stay quiet."""
+class PeerLog:
+    """Log a kind of event when a peer first causes it, then at most once per ``every`` s.
 
-    def __init__(self, logger: logging.Logger) -> None:
+    A sender that keeps failing (or keeps being refused) gets one line per ``every``, not one
+    per attempt; memory stays bounded by REMEMBERED_PEERS.
+    """
+
+    def __init__(self, logger: logging.Logger, every: float = LOG_EVERY) -> None:
         self.logger = logger
-        self._seen: set[str | None] = set()
+        self.every = every
+        self._last: dict[str | None, float] = {}
 
     def warning(self, peer: str | None, message: str, *args: object) -> None:
-        if peer in self._seen:
+        now = time.monotonic()
+        last = self._last.get(peer)
+        if last is not None and now - last < self.every:
             return
-        if len(self._seen) >= REMEMBERED_PEERS:
-            self._seen.clear()
-        self._seen.add(peer)
-        self.logger.warning(message + " (logged once per peer)", *args)
+        if len(self._last) >= REMEMBERED_PEERS:
+            self._last.clear()
+        self._last[peer] = now
+        self.logger.warning(message + " (logged at most every %gs per peer)", *args, self.every)

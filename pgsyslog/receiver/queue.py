@@ -3,6 +3,12 @@
 Full-queue policy: TCP and TLS listeners check :meth:`RecordQueue.full` and pause reading
 until :meth:`RecordQueue.call_when_room` calls them back (real back-pressure); UDP
 cannot push back, so it uses :meth:`offer`, which drops and reports False.
+
+The bound: the queue holds at most ``maxsize`` records and ``max_bytes`` bytes (by
+:func:`record_size`), plus what one read of a connection (``tcp.READ_SIZE`` bytes) and
+one datagram turn into; while it is full, a connection reads one byte at a time (see
+tcp.py). tests/test_backpressure.py floods it from 1,000 connections and with 65 KB
+datagrams of structured data while the writer is stalled.
 """
 
 from __future__ import annotations
@@ -12,17 +18,44 @@ import contextlib
 from collections import deque
 from collections.abc import Callable
 
-from pgsyslog.record import Record
+from pgsyslog.record import Record, StructuredData
 
-# What a queued record costs in memory besides its text: the Record object, its strings
-# headers and datetimes (tracemalloc measures about 450 bytes; the rest is allocator slack).
+# What a queued record costs in memory besides its text: the Record object, its header
+# strings (the parsers cut them to RFC 5424's 463 characters in all) and datetimes;
+# tracemalloc measures about 450 bytes for a typical one, the rest is allocator slack.
 RECORD_OVERHEAD = 1000
+# Structured data is dicts of strings: each SD element costs a dict and its SD-ID, each
+# param a name, a value and a dict slot, each further value of a repeated param a string
+# and a list slot. Measured with tracemalloc (tests/test_backpressure.py checks it).
+SD_ELEMENT_COST = 240
+SD_PARAM_COST = 120
+SD_VALUE_COST = 60
 
 
 def record_size(record: Record) -> int:
-    """Approximate bytes of memory a queued record holds."""
+    """Bytes of memory a queued record holds: an estimate that is never far below it."""
+    size = RECORD_OVERHEAD + len(record.message)
     raw = record.raw
-    return RECORD_OVERHEAD + len(record.message) + (len(raw) if raw is not None else 0)
+    if raw is not None:
+        size += len(raw)
+    sd = record.structured_data
+    if sd is not None:
+        size += structured_data_size(sd)
+    return size
+
+
+def structured_data_size(sd: StructuredData) -> int:
+    """Bytes the parsed structured data holds (the parsers bound it to 1,024 params)."""
+    size = 0
+    for sd_id, params in sd.items():
+        size += SD_ELEMENT_COST + len(sd_id)
+        for name, value in params.items():
+            size += SD_PARAM_COST + len(name)
+            if isinstance(value, str):
+                size += len(value)
+            else:
+                size += sum(SD_VALUE_COST + len(v) for v in value)
+    return size
 
 
 class RecordQueue:

@@ -12,8 +12,9 @@ from typing import Any, cast
 import asyncio_dgram
 
 from pgsyslog.config import Endpoint
-from pgsyslog.receiver.access import AllowList, OncePerPeer
+from pgsyslog.receiver.access import AllowList, PeerLog
 from pgsyslog.receiver.intake import Intake, peer_ip
+from pgsyslog.receiver.supervise import keep_running
 
 log = logging.getLogger(__name__)
 
@@ -57,18 +58,35 @@ def kernel_drops(inodes: set[int], tables: tuple[str, ...] = ("/proc/net/udp",
 
 
 class UdpListener:
-    def __init__(self, stream: Any, intake: Intake, allow: AllowList) -> None:
+    """One UDP socket and its receive loop.
+
+    The loop restarts after an unexpected error (supervise.py), on a new socket bound to
+    the same address when the old one was closed under it; ``listeners_down`` (the
+    receiver's state) names it while it is down. Datagrams wait in the kernel meanwhile.
+    """
+
+    def __init__(self, stream: Any, intake: Intake, allow: AllowList,
+                 listeners_down: dict[str, str] | None = None,
+                 endpoint: Endpoint | None = None, receive_buffer: int = 0) -> None:
         self.stream = stream
         self.intake = intake
         self.allow = allow
+        self.listeners_down = {} if listeners_down is None else listeners_down
+        bound = self.sockname
+        self.endpoint = Endpoint(endpoint.host if endpoint else bound[0], bound[1])
+        self.name = f"udp://{self.endpoint}"  # the key in listeners_down
+        self.receive_buffer = receive_buffer
+        self._refusals = PeerLog(log)
+        self._stopping = False
+        self._socket_lost = False
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
     async def bind(cls, endpoint: Endpoint, intake: Intake, receive_buffer: int,
-                   allow: AllowList) -> UdpListener:
-        stream = await asyncio_dgram.bind((endpoint.host, endpoint.port))
-        set_receive_buffer(cast(socket.socket, stream.socket), receive_buffer)
-        return cls(stream, intake, allow)
+                   allow: AllowList,
+                   listeners_down: dict[str, str] | None = None) -> UdpListener:
+        stream = await bind_stream(endpoint, receive_buffer)
+        return cls(stream, intake, allow, listeners_down, endpoint, receive_buffer)
 
     @property
     def inode(self) -> int:
@@ -80,27 +98,36 @@ class UdpListener:
         return name
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._serve(), name=f"udp {self.sockname}")
+        self._task = asyncio.create_task(
+            keep_running(self.name, self._serve, self.listeners_down, self.intake.counters),
+            name=self.name)
 
     async def _serve(self) -> None:
+        if self._socket_lost:
+            self.stream = await bind_stream(self.endpoint, self.receive_buffer)
+            self._socket_lost = False
+            log.info("%s: listening again on a new socket", self.name)
         recv, offer, allows = self.stream.recv, self.intake.offer, self.allow.allows
         counters = self.intake.counters
-        refusals = OncePerPeer(log)
         while True:
             try:
                 data, addr = await recv()
             except asyncio_dgram.TransportClosed:
-                return
+                if self._stopping:
+                    return
+                self._socket_lost = True
+                raise SocketLost("the socket was closed under the receive loop") from None
             source = peer_ip(addr)
             if allows(source):
                 offer(data, source)
             else:
                 counters.dropped_not_allowed += 1
-                refusals.warning(source, "dropping UDP from %s: not in udp_allow", source)
+                self._refusals.warning(source, "dropping UDP from %s: not in udp_allow", source)
 
     async def stop(self, deadline: float) -> None:
         """Take in what has already arrived (until ``deadline``, monotonic), then close."""
         await self._drain_socket(deadline)
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -113,3 +140,14 @@ class UdpListener:
         while self.intake.counters.received != before and time.monotonic() < deadline:
             before = self.intake.counters.received
             await asyncio.sleep(0.05)
+
+
+class SocketLost(Exception):
+    """The UDP socket was closed by something other than the receiver's stop."""
+
+
+async def bind_stream(endpoint: Endpoint, receive_buffer: int) -> Any:
+    stream = await asyncio_dgram.bind((endpoint.host, endpoint.port))
+    if receive_buffer:
+        set_receive_buffer(cast(socket.socket, stream.socket), receive_buffer)
+    return stream
