@@ -20,7 +20,6 @@ import functools
 import ipaddress
 import logging
 import signal
-import ssl
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
@@ -58,9 +57,9 @@ log = logging.getLogger(__name__)
 # After SIGTERM, a connection that has sent nothing for this long is taken to be done.
 QUIET_BEFORE_CLOSE = 0.3
 # How long start-up waits for the database before it announces itself without one.
-START_WAIT = 15.0
+START_WAIT = 10.0
 KEEPER_BACKOFF_FIRST = 1.0  # seconds between tries to reach the database at start...
-KEEPER_BACKOFF_MAX = 30.0  # ... doubling up to this
+KEEPER_BACKOFF_MAX = 10.0  # ... doubling up to this
 SUPERVISE_INTERVAL = 2.0  # seconds between checks that the embedded server still runs
 # A stop signal this soon after the first is the same one delivered twice (timeout(1) and
 # some supervisors signal the process and its group), not a second request.
@@ -350,9 +349,9 @@ class Receiver:
         assert cfg.tls_cert is not None and cfg.tls_key is not None
         try:
             context = make_tls_context(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca)
-        except (OSError, ssl.SSLError) as e:
+        except Exception as e:  # whatever the files hold, a reload never stops serve
             log.error("SIGHUP: kept the TLS certificate in use: cannot load the new files: %s",
-                      e)
+                      str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
             return
         for server in self._tls_servers:
             server.context = context
@@ -487,10 +486,14 @@ class Receiver:
         for task in self._writers:
             task.cancel()
         await asyncio.gather(*self._writers, return_exceptions=True)
-        left = [w.current.records for w in self._writers.values() if w.current is not None]
-        left.append(self.queue.take_all())
-        batches = [Batch.new(chunk) for records in left
-                   for chunk in chunks(records, self.config.batch_rows)]
+        # A writer's batch keeps its identity: it may have been spooled already (an append
+        # finishing in its thread after the cancel) or committed late by a database that
+        # hung; the replay then recognises it and skips it.
+        batches = [w.current for w in self._writers.values() if w.current is not None]
+        for writer in self._writers.values():
+            writer.current = None
+        batches += [Batch.new(chunk) for chunk in chunks(self.queue.take_all(),
+                                                          self.config.batch_rows)]
         rows = sum(len(b.records) for b in batches)
         if not rows:
             return

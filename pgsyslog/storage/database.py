@@ -122,12 +122,18 @@ class EmbeddedDatabase:
 def _forget_dead_users(users: Any) -> None:
     import psutil  # type: ignore[import-untyped]
 
+    def alive(pid: int) -> bool:
+        try:  # a client killed with SIGKILL may linger as a zombie nobody reaps
+            return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+        except psutil.Error:
+            return False
+
     pids: list[int] = users._get()
-    alive = [pid for pid in pids if psutil.pid_exists(pid)]
-    if alive != pids:
+    living = [pid for pid in pids if alive(pid)]
+    if living != pids:
         log.info("embedded PostgreSQL: forgetting %d client(s) that exited without a word",
-                 len(pids) - len(alive))
-        users.put(alive)
+                 len(pids) - len(living))
+        users.put(living)
 
 
 def _create_database(admin_dsn: str, name: str) -> None:
