@@ -15,6 +15,7 @@ writers are cancelled. Every exit logs the ``stopped: {...}`` summary.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import functools
 import ipaddress
@@ -32,6 +33,7 @@ from pgsyslog.config import Config, Endpoint, default_data_dir, mask_dsn, mask_s
 from pgsyslog.problems import database_problem, embedded_start_problem
 from pgsyslog.receiver.access import AllowList
 from pgsyslog.receiver.intake import Intake, ZoneResolver
+from pgsyslog.receiver.limits import check_open_files
 from pgsyslog.receiver.link import DatabaseLink
 from pgsyslog.receiver.queue import RecordQueue
 from pgsyslog.receiver.scheduler import MaintenanceSchedule
@@ -54,8 +56,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# After SIGTERM, a connection that has sent nothing for this long is taken to be done.
-QUIET_BEFORE_CLOSE = 0.3
 # How long start-up waits for the database before it announces itself without one.
 START_WAIT = 10.0
 KEEPER_BACKOFF_FIRST = 1.0  # seconds between tries to reach the database at start...
@@ -92,6 +92,7 @@ class Receiver:
         self.queue = RecordQueue(config.queue_size, config.batch_rows, config.queue_bytes)
         self.state = ReceiverState(self.queue)
         self.state.registry.max_connections = config.max_connections
+        self.state.registry.max_connections_per_source = config.max_connections_per_source
         zones = ZoneResolver(config.default_zone, config.source_timezones)
         self.intake = Intake(self.queue, self.state.counters, zones, config.max_frame_length)
         self.link = DatabaseLink(Timeouts.of(config))
@@ -141,8 +142,6 @@ class Receiver:
             await server.start_serving()
         for listener in self._udp:
             listener.start()
-        inodes = {listener.inode for listener in self._udp}
-        self._udp_inodes = inodes
         self.state.kernel_udp_drops = self._kernel_udp_drops
         idle_sweeper = self._spawn(self._close_idle_connections(), "idle")
         await self._wait_for_database(keeper)
@@ -335,7 +334,10 @@ class Receiver:
 
     def _kernel_udp_drops(self) -> int:
         """Never goes down: the count of a closed socket is its last one read."""
-        inodes: set[int] = getattr(self, "_udp_inodes", set())
+        inodes = set()
+        for listener in self._udp:
+            with contextlib.suppress(OSError, ValueError):  # a socket closed already
+                inodes.add(listener.inode)
         if inodes:
             self._udp_drops = max(self._udp_drops, kernel_drops(inodes))
         return self._udp_drops
@@ -354,7 +356,7 @@ class Receiver:
                       str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
             return
         for server in self._tls_servers:
-            server.context = context
+            server.context = context  # new handshakes only; open connections go on
         log.warning("SIGHUP: reloaded the TLS certificate %s, key %s%s", cfg.tls_cert,
                     cfg.tls_key, f" and client CA {cfg.tls_client_ca}"
                     if cfg.tls_client_ca else "")
@@ -365,6 +367,9 @@ class Receiver:
         """Every socket, HTTP included, before the database is touched."""
         loop = asyncio.get_running_loop()
         cfg = self.config
+        warning = check_open_files(cfg.max_connections)
+        if warning:
+            log.warning("%s", warning)
         tls_context = None
         if cfg.tls:
             assert cfg.tls_cert is not None and cfg.tls_key is not None
@@ -374,14 +379,17 @@ class Receiver:
                 if transport == "udp":
                     listener = await UdpListener.bind(endpoint, self.intake,
                                                       cfg.udp_receive_buffer,
-                                                      AllowList(cfg.udp_allow))
+                                                      AllowList(cfg.udp_allow),
+                                                      self.state.listeners_down)
                     self._udp.append(listener)
                     bound = listener.sockname
                 elif transport == "tls":
                     assert tls_context is not None
                     shared = StreamListener(transport, self.intake, self.state.registry,
                                             AllowList(cfg.tls_allow))
-                    tls_server = TlsServer.bind(endpoint, shared, tls_context)
+                    tls_server = TlsServer.bind(endpoint, shared, tls_context,
+                                                cfg.tls_handshake_timeout,
+                                                self.state.listeners_down)
                     self._stream_servers.append(tls_server)
                     self._tls_servers.append(tls_server)
                     bound = tls_server.sockets[0].getsockname()
@@ -517,16 +525,7 @@ class Receiver:
         self._kernel_udp_drops()  # the last count of the sockets, before they close
         for listener in self._udp:
             await listener.stop(deadline)
-        registry = self.state.registry
-        while registry.connections and time.monotonic() < deadline:
-            if registry.last_data_age() >= QUIET_BEFORE_CLOSE and not self._any_paused():
-                break
-            await asyncio.sleep(0.05)
-        registry.close_all()
-        await asyncio.sleep(0)  # let connection_lost hand on the last frames
-
-    def _any_paused(self) -> bool:
-        return any(c.paused for c in self.state.registry.connections)
+        await self.state.registry.drain_and_close(deadline)
 
     async def _close_everything(self) -> None:
         for server in self._stream_servers:
