@@ -12,9 +12,10 @@ import ssl
 import threading
 import time
 
-from inprocess import Receiving, acked_by_flood, in_thread, numbered, run, start_flood, wait_until
+import pytest
 
-from pgsyslog.receiver.tcp import CUT_AT_STOP, QUIET_BEFORE_CLOSE
+from inprocess import Receiving, acked_by_flood, in_thread, numbered, run, start_flood, wait_until
+from pgsyslog.receiver.tcp import CUT_AT_STOP, QUIET_BEFORE_CLOSE, READ_SIZE, stop_listening
 from pgsyslog.receiver.tls import make_tls_context
 from pki import Pki
 
@@ -33,7 +34,7 @@ def test_a_sender_that_never_goes_quiet_loses_nothing_the_kernel_acknowledged() 
         port = await receiving.tcp()
         sender = await asyncio.to_thread(start_flood, port)
         assert await wait_until(lambda: len(receiving.queue) > 10_000)
-        receiving.close_listeners()
+        await stop_listening(receiving.servers, time.monotonic() + 5)
         await receiving.state.registry.drain_and_close(time.monotonic() + 0.5)
         return await asyncio.to_thread(acked_by_flood, sender)
 
@@ -63,7 +64,7 @@ def test_a_sender_pausing_then_bursting_at_the_stop_loses_nothing() -> None:
         port = await receiving.tcp()
         in_thread(send)
         assert await wait_until(sending.is_set)
-        receiving.close_listeners()
+        await stop_listening(receiving.servers, time.monotonic() + 5)
         await receiving.state.registry.drain_and_close(time.monotonic() + 30)
 
     port = 0
@@ -83,7 +84,7 @@ def test_connections_paused_by_a_full_queue_are_read_to_the_end_at_stop() -> Non
         assert await wait_until(lambda: len(registry.connections) == 3 and all(
             c.paused for c in registry.connections))
         queued_when_paused = len(receiving.queue)
-        receiving.close_listeners()
+        await stop_listening(receiving.servers, time.monotonic() + 5)
         await registry.drain_and_close(time.monotonic() + 0.2)
         assert len(receiving.queue) > queued_when_paused  # past the bound, at stop
         return [await asyncio.to_thread(acked_by_flood, sender) for sender in senders]
@@ -110,10 +111,71 @@ def test_a_tls_connection_is_read_to_the_end_at_stop(pki: Pki) -> None:
         server = await receiving.tls(make_tls_context(pki.server.cert, pki.server.key, None))
         in_thread(lambda: send(server.sock.getsockname()[1]))
         assert await wait_until(lambda: len(receiving.queue) > 0)
-        receiving.close_listeners()
+        await stop_listening(receiving.servers, time.monotonic() + 5)
         await receiving.state.registry.drain_and_close(time.monotonic() + 30)
 
     run(scenario(), receiving)
     assert numbers(receiving) == list(range(20_000))
     last = receiving.records()[-1]
     assert (last.message, last.parse_error) == ("la", f"frame cut short: {CUT_AT_STOP}")
+
+
+def test_connections_not_yet_accepted_at_stop_are_read(pki: Pki) -> None:
+    """Completed by the kernel, waiting in the accept queue: their data was acknowledged."""
+    receiving = Receiving.make()
+    context = make_tls_context(pki.server.cert, pki.server.key, None)
+    waiting: list[socket.socket] = []
+
+    async def scenario() -> None:
+        port = await receiving.tcp()
+        tls_server = await receiving.tls(context)
+        # The loop is busy (this coroutine does not yield): nothing is accepted meanwhile.
+        for n in range(3):
+            s = socket.create_connection(("127.0.0.1", port))
+            s.sendall(numbered(n))
+            waiting.append(s)
+        assert await wait_until(lambda: len(receiving.state.registry.connections) == 0, 0)
+        await stop_listening(receiving.servers, time.monotonic() + 5)
+        with pytest.raises(OSError):  # refused now: dropped, then reset
+            socket.create_connection(("127.0.0.1", port), timeout=0.5)
+        assert tls_server.sock.fileno() == -1
+        await receiving.state.registry.drain_and_close(time.monotonic() + 30)
+
+    try:
+        run(scenario(), receiving)
+    finally:
+        for s in waiting:
+            s.close()
+    assert numbers(receiving) == [0, 1, 2]
+
+
+def test_a_tls_sender_closing_while_paused_loses_nothing(pki: Pki) -> None:
+    """The sender ends its stream (FIN, no close_notify) while the queue is full.
+
+    uvloop's TLS layer read that end and dropped what it still held: 17,970 of 20,000.
+    """
+    receiving = Receiving.make(queue_size=500)
+    client = ssl.create_default_context(cafile=pki.ca.cert)
+    ended, done = threading.Event(), threading.Event()
+
+    def send(port: int) -> None:
+        with socket.create_connection(("127.0.0.1", port)) as raw, \
+                client.wrap_socket(raw, server_hostname="localhost") as s:
+            s.sendall(b"".join(numbered(i) for i in range(20_000)))
+            s.shutdown(socket.SHUT_WR)  # the TCP stream ends after the data
+            ended.set()
+            done.wait(30)
+
+    async def scenario() -> list[str]:
+        server = await receiving.tls(make_tls_context(pki.server.cert, pki.server.key, None))
+        in_thread(lambda: send(server.sock.getsockname()[1]))
+        assert await wait_until(ended.is_set)
+        await asyncio.sleep(0.2)  # the end of the stream has arrived, unread
+        assert len(receiving.queue) <= 500 + READ_SIZE // FRAME + 16 * 1024 // FRAME
+        taken: list[str] = []
+        while len(taken) < 20_000 and await wait_until(lambda: len(receiving.queue) > 0, 5):
+            taken += [r.message for r in receiving.queue.take_batch()]
+        done.set()
+        return taken
+
+    assert run(scenario(), receiving) == [f"n={i:08d}" for i in range(20_000)]

@@ -1,38 +1,48 @@
 """Syslog over TCP and TLS: the connection protocol (frame bytes, hand them on) and limits.
 
-TLS connections are accepted by tls.py, which takes their slot and completes the
-handshake before handing the connection to the same protocol.
+TLS connections are accepted by tls.py, which takes their slot, and are read by a
+subclass of this protocol that undoes TLS before the same framing.
 
 Memory: a read takes at most READ_SIZE bytes into one buffer shared by the listener's
-connections (asyncio.BufferedProtocol), and, while the queue is full, one byte: so past
-the queue's bounds there are at most the records of the one read that filled it plus one
-frame per connection (the one a single byte can complete). Each connection also holds
-the unfinished frame its decoder is assembling (under max_frame_length). TLS adds the
-event loop's own buffers per connection (uvloop: a 256 KiB read buffer, and encrypted
-bytes up to READ_SIZE, see tls.py). tests/test_backpressure.py floods 1,000 connections
-with the writer stalled and checks the queue and the receiver's memory.
+connections (asyncio.BufferedProtocol), and, while the queue is full, one byte. So past
+the queue's bounds there are at most the records of the one read that filled it, plus
+one frame per connection (the one a single byte can complete; over TLS, one TLS record
+of at most 16 KiB). Each connection also holds the unfinished frame its decoder is
+assembling (under max_frame_length) and, over TLS, an unfinished TLS record.
+tests/test_backpressure.py::test_the_queue_holds_its_bound_plus_one_read checks the
+bound, and ::test_1000_flooding_connections_hold_the_queue_bound the receiver's memory.
 
-Stopping (:meth:`ConnectionRegistry.drain_and_close`): each connection is read until its
-sender has been quiet for QUIET_BEFORE_CLOSE or the deadline passes; then it is cut off
-with shutdown(SHUT_RDWR), and read to its end. From that call on Linux acknowledges
-nothing more on the connection (data that arrives in FIN-WAIT after a shutdown of both
-directions is answered with a reset, never acknowledged: net/ipv4/tcp_input.c,
-tcp_rcv_state_process, LINUX_MIB_TCPABORTONDATA), while what it had acknowledged stays
-readable. shutdown(SHUT_RD) alone would not do: Linux goes on acknowledging and queueing,
-and close() would then throw the unread bytes away with a reset. So everything the
-kernel acknowledged is read and stored (tests/test_stop_reading.py checks it against the
-sender's tcpi_bytes_acked).
+Stopping, in two steps the receiver takes after SIGTERM or SIGINT:
+
+1. :func:`stop_listening`: new connection attempts are dropped and the connections the
+   kernel already completed (and whose data it acknowledged) are accepted, then the
+   listening sockets close.
+2. :meth:`ConnectionRegistry.drain_and_close`: each connection is read until its sender
+   has been quiet for QUIET_BEFORE_CLOSE or the deadline passes; then it is cut off with
+   shutdown(SHUT_RDWR) and read to its end. From that call on Linux acknowledges nothing
+   more on the connection (data arriving in FIN-WAIT after a shutdown of both directions
+   is answered with a reset and never acknowledged: net/ipv4/tcp_input.c,
+   tcp_rcv_state_process, LINUX_MIB_TCPABORTONDATA), while what it had acknowledged stays
+   readable. shutdown(SHUT_RD) alone would not do: Linux goes on acknowledging and
+   queueing, and close() would then throw the unread bytes away with a reset.
+
+So everything the kernel acknowledged is read and stored: tests/test_stop_reading.py
+checks it against the sender's own count (TCP_INFO tcpi_bytes_acked).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import logging
+import select
 import socket
 import struct
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from pgsyslog.receiver.access import AllowList, PeerLog
 from pgsyslog.receiver.framing import Frame, SyslogStreamDecoder
@@ -52,6 +62,7 @@ QUIET_BEFORE_CLOSE = 1.0
 # After the cut-off, the event loop reads what the kernel holds; this is ample for that.
 FINAL_READ_TIMEOUT = 5.0
 CUT_AT_STOP = "cut by the receiver's stop"
+SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)  # Linux's value
 
 
 def shared_read_buffer() -> memoryview:
@@ -208,24 +219,27 @@ class SyslogStreamProtocol(asyncio.BufferedProtocol):
     def get_buffer(self, sizehint: int) -> memoryview:
         if self.queue.full() and not self.stopping:
             self._buffer = self.listener.read_buffer[:1]
-        elif sizehint > READ_SIZE:
-            # TLS asks for all it has decrypted: take it at once, for uvloop's TLS drops
-            # what it decrypted but did not hand on when the connection ends.
-            self._buffer = memoryview(bytearray(sizehint))
         else:
             self._buffer = self.listener.read_buffer
         return self._buffer
 
     def buffer_updated(self, nbytes: int) -> None:
         self.last_data = time.monotonic()
+        self._take(bytes(self._buffer[:nbytes]))
+
+    def _take(self, data: bytes) -> None:
+        """Frame the bytes read, hand the frames on, and pause when the queue is full."""
         decoder = self.decoder
-        self._hand_on(decoder.feed(bytes(self._buffer[:nbytes])))
+        self._hand_on(decoder.feed(data))
         if decoder.error is not None:
             log.warning("closing %s connection from %s: %s", self.transport_name, self.peer,
                         decoder.error)
             self.intake.counters.framing_errors += 1
             self.close()
             return
+        self._pause_if_full()
+
+    def _pause_if_full(self) -> None:
         if self.queue.full() and not self.paused and not self.stopping:
             self._pause()
 
@@ -271,7 +285,7 @@ class SyslogStreamProtocol(asyncio.BufferedProtocol):
         self.intake.put_frames(frames, self.peer, self.transport_name)
 
     def _pause(self) -> None:
-        if self.transport is None:
+        if self.transport is None or self.transport.is_closing():
             return
         self.paused = True
         self.transport.pause_reading()
@@ -284,6 +298,55 @@ class SyslogStreamProtocol(asyncio.BufferedProtocol):
         self.last_data = time.monotonic()  # it was waiting for us, not idle
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
+
+
+class ListeningServer(Protocol):
+    """asyncio.Server or TlsServer: what stop_listening needs of them."""
+
+    @property
+    def sockets(self) -> Sequence[Any]: ...
+
+    def close(self) -> None: ...
+
+
+async def stop_listening(servers: Sequence[ListeningServer], until: float) -> None:
+    """Take no new connections, accept those the kernel already completed, then close.
+
+    A connection the kernel completed sits in the listening socket's accept queue, and the
+    kernel acknowledges what its sender sends: closing the listening socket would reset it
+    and lose that. So new connection attempts are dropped first (a socket filter that
+    passes nothing; their senders retry and are refused once the socket is closed), and
+    the queue is accepted (until ``until``, monotonic), before the sockets close.
+    tests/test_stop_reading.py::test_connections_not_yet_accepted_at_stop_are_read.
+    """
+    sockets = [sock for server in servers for sock in server.sockets]
+    for sock in sockets:
+        refuse_new_connections(sock)
+    while any(_accept_queue_waiting(sock) for sock in sockets) and time.monotonic() < until:
+        await asyncio.sleep(0.01)
+    for server in servers:
+        server.close()
+
+
+def refuse_new_connections(sock: Any) -> None:
+    """Attach a classic BPF program that drops every packet to a listening socket.
+
+    Sockets it already accepted or completed have filters of their own (none), so only
+    connection attempts are dropped. Linux only; elsewhere nothing changes.
+    """
+    # struct sock_filter {u16 code; u8 jt; u8 jf; u32 k} = BPF_RET|BPF_K, k=0: drop.
+    program = ctypes.create_string_buffer(struct.pack("HBBI", 0x06, 0, 0, 0))
+    fprog = struct.pack("HL", 1, ctypes.addressof(program))  # struct sock_fprog
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
+def _accept_queue_waiting(sock: Any) -> bool:
+    try:
+        readable, _, _ = select.select([sock.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return False  # closed already
+    return bool(readable)
 
 
 def shutdown_both_ways(sock: Any) -> None:
