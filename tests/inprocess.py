@@ -134,11 +134,12 @@ def numbered(i: int) -> bytes:
 
 
 # A sender in a process of its own (the GIL would pace it to the receiver's speed): it
-# sends numbered() frames from START as fast as the connection takes them until it is
-# reset, then prints how many bytes the receiver's kernel acknowledged.
+# sends numbered() frames from START, 100 at a time, as fast as the connection takes them
+# (or every PACE seconds), until it is reset, then prints how many bytes the receiver's
+# kernel acknowledged.
 FLOOD = f"""
-import socket, struct, sys
-port, start = int(sys.argv[1]), int(sys.argv[2])
+import socket, struct, sys, time
+port, start, pace = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 s = socket.create_connection(("127.0.0.1", port))
 print("connected", flush=True)
 i = start
@@ -146,6 +147,8 @@ try:
     while True:
         s.sendall(b"".join(b"<14>1 - h app - - - n=%08d\\n" % j for j in range(i, i + 100)))
         i += 100
+        if pace:
+            time.sleep(pace)
 except OSError:
     pass
 info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
@@ -153,8 +156,8 @@ print(struct.unpack_from("Q", info, {TCPI_BYTES_ACKED})[0] - 1, flush=True)
 """
 
 
-def start_flood(port: int, start: int = 0) -> subprocess.Popen[str]:
-    sender = subprocess.Popen([sys.executable, "-c", FLOOD, str(port), str(start)],
+def start_flood(port: int, start: int = 0, pace: float = 0.0) -> subprocess.Popen[str]:
+    sender = subprocess.Popen([sys.executable, "-c", FLOOD, str(port), str(start), str(pace)],
                               stdout=subprocess.PIPE, text=True)
     assert sender.stdout is not None and sender.stdout.readline() == "connected\n"
     return sender

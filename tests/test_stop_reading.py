@@ -7,13 +7,17 @@ tcpi_bytes_acked): every frame inside those bytes must be in the queue.
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from helpers import ServerProcess, query, wait_for_rows
 from inprocess import Receiving, acked_by_flood, in_thread, numbered, run, start_flood, wait_until
 from pgsyslog.receiver.tcp import CUT_AT_STOP, QUIET_BEFORE_CLOSE, READ_SIZE, stop_listening
 from pgsyslog.receiver.tls import make_tls_context
@@ -179,3 +183,45 @@ def test_a_tls_sender_closing_while_paused_loses_nothing(pki: Pki) -> None:
         return taken
 
     assert run(scenario(), receiving) == [f"n={i:08d}" for i in range(20_000)]
+
+
+# ---------------------------------------------------------------- through serve and SIGTERM
+
+
+def stored_numbers(dsn: str) -> list[int]:
+    rows = query(dsn, "SELECT message FROM syslog.messages WHERE message ~ '^n=[0-9]{8}$'")
+    return sorted(int(m[2:]) for (m,) in rows)
+
+
+def test_sigterm_with_a_sender_that_never_goes_quiet(
+        serve: Callable[..., ServerProcess], dsn: str, tmp_path: Path) -> None:
+    data_dir = str(tmp_path / "data")
+    server = serve("--tcp", "127.0.0.1:0", "--shutdown-timeout", "6", "--data-dir", data_dir)
+    sender = start_flood(server.port("tcp"), pace=0.005)  # ~20,000 messages a second
+    assert wait_for_rows(dsn, 5_000) >= 5_000
+    server.proc.send_signal(signal.SIGTERM)
+    acknowledged_frames = acked_by_flood(sender) // FRAME
+    assert server.proc.wait(60) == 0, server.log
+    server.close()
+    received = server.final_counters()["received"]
+    # What the stop could not write is in the spool; the next start writes it.
+    again = serve("--tcp", "127.0.0.1:0", "--data-dir", data_dir)
+    assert wait_for_rows(dsn, received, timeout=60) == received
+    assert again.stop() == 0
+    got = stored_numbers(dsn)
+    assert got == list(range(len(got)))  # once each
+    assert len(got) >= acknowledged_frames, (len(got), acknowledged_frames)
+
+
+def test_sigterm_then_a_pause_and_a_burst_loses_nothing(
+        serve: Callable[..., ServerProcess], dsn: str) -> None:
+    server = serve("--tcp", "127.0.0.1:0")
+    with socket.create_connection(("127.0.0.1", server.port("tcp"))) as s:
+        s.sendall(b"".join(numbered(i) for i in range(100)))
+        assert wait_for_rows(dsn, 100) == 100
+        server.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        s.sendall(b"".join(numbered(i) for i in range(100, 1100)))
+        assert server.proc.wait(60) == 0, server.log
+    server.close()
+    assert stored_numbers(dsn) == list(range(1100))

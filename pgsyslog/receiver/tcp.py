@@ -82,17 +82,19 @@ class StreamListener:
 
     def admit(self, peer: str | None) -> bool:
         """Take a connection slot for peer; False when it is refused (counted and logged)."""
-        registry = self.registry
-        if self.allow.allows(peer):
-            reason = registry.claim(peer)
-        else:
+        registry, counters = self.registry, self.intake.counters
+        if not self.allow.allows(peer):
             reason = "the source is not in the allowed networks"
-        if reason is None:
-            return True
-        counters = self.intake.counters
-        counters.connections_refused += 1
-        if reason.startswith("max_connections_per_source"):
+        elif registry.slots_in_use >= registry.max_connections:
+            reason = f"max_connections ({registry.max_connections}) reached"
+        elif registry.slots_held_by(peer) >= registry.max_connections_per_source:
+            reason = (f"max_connections_per_source ({registry.max_connections_per_source}) "
+                      "reached for this address")
             counters.refused_per_source += 1
+        else:
+            registry.claim(peer)
+            return True
+        counters.connections_refused += 1
         registry.refusals.warning(peer, "refused %s connection from %s: %s",
                                   self.transport_name, peer, reason)
         return False
@@ -114,17 +116,13 @@ class ConnectionRegistry:
         self._slots_by_source: dict[str | None, int] = {}
         self.refusals = PeerLog(log)
 
-    def claim(self, peer: str | None) -> str | None:
-        """Take a slot for peer and return None, or return why there is none."""
-        if self.slots_in_use >= self.max_connections:
-            return f"max_connections ({self.max_connections}) reached"
-        held = self._slots_by_source.get(peer, 0)
-        if held >= self.max_connections_per_source:
-            return (f"max_connections_per_source ({self.max_connections_per_source}) "
-                    "reached for this address")
+    def slots_held_by(self, peer: str | None) -> int:
+        return self._slots_by_source.get(peer, 0)
+
+    def claim(self, peer: str | None) -> None:
+        """Take a slot for peer (StreamListener.admit checked the limits)."""
         self.slots_in_use += 1
-        self._slots_by_source[peer] = held + 1
-        return None
+        self._slots_by_source[peer] = self._slots_by_source.get(peer, 0) + 1
 
     def release(self, peer: str | None) -> None:
         self.slots_in_use -= 1
@@ -142,7 +140,7 @@ class ConnectionRegistry:
         """Close the connections that sent nothing for idle_timeout seconds; return how many.
 
         A connection pgsyslog paused itself (the queue is full) is not idle: its sender is
-        waiting for us (tests/test_backpressure.py::test_paused_connections_are_not_idle).
+        waiting for us (tests/test_backpressure.py::test_paused_connections_are_not_closed_as_idle).
         """
         cutoff = time.monotonic() - idle_timeout
         idle = [c for c in self.connections
