@@ -12,10 +12,10 @@ import ssl
 from collections.abc import Callable
 
 import pytest
-from inprocess import Receiving, run, wait_until
 from test_limits import closed_by_server
 
-from helpers import ServerProcess
+from helpers import ServerProcess, wait_for_rows
+from inprocess import Receiving, run, wait_until
 from pgsyslog.receiver.tls import make_tls_context
 from pki import Pki
 
@@ -125,20 +125,47 @@ def test_tls_handshakes_count_against_the_per_source_limit(pki: Pki) -> None:
     assert (counters.connections_refused, counters.refused_per_source) == (1, 1)
 
 
-def test_pending_tls_handshakes_count_against_max_connections_in_serve(
-        serve: Callable[..., ServerProcess], pki: Pki) -> None:
+def test_pending_tls_handshakes_hold_slots_in_serve_until_their_timeout(
+        serve: Callable[..., ServerProcess], dsn: str, pki: Pki) -> None:
     server = serve("--tls", "127.0.0.1:0", "--tls-cert", str(pki.server.cert),
                    "--tls-key", str(pki.server.key), "--max-connections", "3",
-                   "--max-connections-per-source", "10")
+                   "--max-connections-per-source", "10", "--tls-handshake-timeout", "1")
     port = server.port("tls")
     silent = [connect(port) for _ in range(3)]
     try:
         # The three are accepted in order: by the time the fourth is, they hold the slots.
-        assert not closed_by_server(silent[0], 0.5)
+        assert not closed_by_server(silent[0], 0.3)
         assert refused(port, "127.0.0.1")
+        for s in silent:  # then the handshake timeout closes them, and frees their slots
+            assert closed_by_server(s, 10)
     finally:
         for s in silent:
             s.close()
+    tls_deliver(port, pki, "127.0.0.1", b"<14>1 - h app - - - a slot again\n")
+    assert wait_for_rows(dsn, 1) == 1
     assert server.stop() == 0
     counters = server.final_counters()
-    assert (counters["connections_refused"], counters["connections_opened"]) == (1, 0)
+    assert (counters["connections_refused"], counters["tls_handshake_failed"]) == (1, 3)
+    assert "TLS handshake with 127.0.0.1 failed: not done within 1s" in server.log
+
+
+def test_one_address_cannot_take_every_slot_in_serve(
+        serve: Callable[..., ServerProcess], dsn: str) -> None:
+    server = serve("--tcp", "127.0.0.1:0", "--max-connections-per-source", "2")
+    port = server.port("tcp")
+    held = [connect(port, "127.0.0.2") for _ in range(2)]
+    try:
+        held[0].sendall(b"<14>1 - h app - - - first of two\n")
+        held[1].sendall(b"<14>1 - h app - - - second of two\n")
+        assert wait_for_rows(dsn, 2) == 2  # both hold their slots by now
+        assert refused(port, "127.0.0.2")
+        with connect(port, "127.0.0.3") as other:
+            other.sendall(b"<14>1 - h app - - - another address\n")
+        assert wait_for_rows(dsn, 3) == 3
+    finally:
+        for s in held:
+            s.close()
+    assert server.stop() == 0
+    counters = server.final_counters()
+    assert (counters["connections_refused"], counters["refused_per_source"]) == (1, 1)
+    assert "max_connections_per_source (2) reached for this address" in server.log

@@ -69,6 +69,7 @@ class TlsServer:
         self._accepting: asyncio.Task[None] | None = None
         self._starting: set[asyncio.Task[None]] = set()
         self._accept_failures = PeerLog(log)
+        self.handshake_failures = PeerLog(log)
 
     @classmethod
     def bind(cls, endpoint: Endpoint, listener: StreamListener, context: ssl.SSLContext,
@@ -137,6 +138,8 @@ class TlsServer:
         protocol = TlsStreamProtocol(self.listener, self)
         try:
             await asyncio.get_running_loop().connect_accepted_socket(lambda: protocol, conn)
+        except OSError as e:  # the connection went before the loop took it
+            log.debug("TLS connection from %s lost at once: %s", peer, e)
         finally:
             if protocol.transport is None:  # the protocol never got the connection
                 self.listener.registry.release(peer)
@@ -273,7 +276,7 @@ class TlsStreamProtocol(SyslogStreamProtocol):
             return
         self._handshake_failed = True
         self.listener.intake.counters.tls_handshake_failed += 1
-        self.listener.registry.refusals.warning(
+        self.server.handshake_failures.warning(
             self.peer, "TLS handshake with %s failed: %s", self.peer,
             _first_line(e) or type(e).__name__)
 
