@@ -18,9 +18,9 @@ from datetime import UTC, datetime
 
 import psycopg
 import pytest
-from inprocess import Receiving, numbered, run, wait_until
 
 from helpers import ServerProcess, query, wait_for_rows
+from inprocess import Receiving, numbered, run, wait_until
 from pgsyslog.receiver.parsers import parse_message
 from pgsyslog.receiver.queue import record_size
 from pgsyslog.receiver.tcp import READ_SIZE

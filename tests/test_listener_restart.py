@@ -8,8 +8,8 @@ import socket
 import ssl
 
 import pytest
-from inprocess import Receiving, run, wait_until
 
+from inprocess import Receiving, run, wait_until
 from pgsyslog.config import Endpoint
 from pgsyslog.receiver.access import AllowList
 from pgsyslog.receiver.intake import Intake
