@@ -6,14 +6,17 @@ import asyncio
 import logging
 import socket
 import ssl
+from typing import Any
 
+import aiohttp
 import pytest
 
 from inprocess import Receiving, run, wait_until
 from pgsyslog.config import Endpoint
+from pgsyslog.http import start_http
+from pgsyslog.receiver import supervise
 from pgsyslog.receiver.access import AllowList
 from pgsyslog.receiver.intake import Intake
-from pgsyslog.receiver.supervise import FIRST_BACKOFF
 from pgsyslog.receiver.tcp import StreamListener
 from pgsyslog.receiver.tls import TlsServer, make_tls_context
 from pgsyslog.receiver.udp import UdpListener
@@ -49,11 +52,20 @@ def errors(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
 
 
 def test_an_error_in_the_udp_loop_is_logged_reported_and_the_loop_restarts(
-        caplog: pytest.LogCaptureFixture) -> None:
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(supervise, "FIRST_BACKOFF", 1.5)  # time to ask /healthz meanwhile
     receiving = Receiving.make(intake_type=IntakeWithABug)
+    receiving.state.serving = True
     seen_down: list[dict[str, str]] = []
+    health: list[tuple[int, Any]] = []
+
+    async def healthz(port: int) -> tuple[int, Any]:
+        async with aiohttp.ClientSession() as session, \
+                session.get(f"http://127.0.0.1:{port}/healthz") as response:
+            return response.status, await response.json()
 
     async def scenario() -> None:
+        http = await start_http(Endpoint("127.0.0.1", 0), None, receiving.state)
         listener = await udp_listener(receiving)
         port = listener.sockname[1]
         down = receiving.state.listeners_down
@@ -61,9 +73,11 @@ def test_an_error_in_the_udp_loop_is_logged_reported_and_the_loop_restarts(
             send_udp(port, BOOM, b"<14>1 - h app - - - after boom %d" % n)
             assert await wait_until(lambda: bool(down))
             seen_down.append(dict(down))
+            health.append(await healthz(http.port))
             assert await wait_until(lambda n=n: len(receiving.queue) == n + 1)  # type: ignore[misc]
             assert not down
         await listener.stop(0)
+        await http.close()
 
     with caplog.at_level(logging.ERROR):
         run(scenario())
@@ -71,12 +85,15 @@ def test_an_error_in_the_udp_loop_is_logged_reported_and_the_loop_restarts(
     name = next(iter(seen_down[0]))
     assert name.startswith("udp://127.0.0.1:")
     assert seen_down == [{name: "RuntimeError: a bug met this datagram"}] * 2
+    status, body = health[0]
+    assert status == 503 and body["listeners_down"] == seen_down[0]
+    assert f"{name}: RuntimeError: a bug met this datagram" in body["reason"]
     assert receiving.state.counters.listener_restarts == 2
     first, second = errors(caplog)
     assert first.getMessage() == (f"{name} stopped: RuntimeError: a bug met this datagram; "
-                                  f"restarting in {FIRST_BACKOFF:g}s")
+                                  "restarting in 1.5s")
     assert first.exc_info is not None  # the traceback, the first time
-    assert second.exc_info is None and "restarting in 1s" in second.getMessage()
+    assert second.exc_info is None and "restarting in 3s" in second.getMessage()
 
 
 def test_a_udp_socket_closed_under_the_loop_is_bound_again(
