@@ -130,12 +130,6 @@ class ConnectionRegistry:
         if held > 0:
             self._slots_by_source[peer] = held
 
-    def last_data_age(self) -> float:
-        """Seconds since any connection last received bytes (inf with no connections)."""
-        if not self.connections:
-            return float("inf")
-        return time.monotonic() - max(c.last_data for c in self.connections)
-
     def close_idle(self, idle_timeout: float) -> int:
         """Close the connections that sent nothing for idle_timeout seconds; return how many.
 
@@ -150,10 +144,6 @@ class ConnectionRegistry:
                      connection.transport_name, connection.peer, idle_timeout)
             connection.close()
         return len(idle)
-
-    def close_all(self) -> None:
-        for connection in list(self.connections):
-            connection.close()
 
     async def drain_and_close(self, deadline: float,
                               quiet: float = QUIET_BEFORE_CLOSE) -> None:
