@@ -60,7 +60,7 @@ def test_idle_connections_are_closed(serve: Callable[..., ServerProcess]) -> Non
     with socket.create_connection(("127.0.0.1", server.port("tcp"))) as s:
         s.sendall(b"<14>1 - h app - - - then silence\n")
         assert closed_by_server(s, 10)
-    assert "idle for 1s" in server.log
+    assert wait_for_log(server, "idle for 1s")
 
 
 def test_sources_outside_the_allowed_networks(serve: Callable[..., ServerProcess],
