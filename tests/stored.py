@@ -10,6 +10,7 @@ from typing import Any
 from pgsyslog.record import Format, Record
 from pgsyslog.storage import database
 from pgsyslog.storage.copy import copy_records, register_adapters
+from pgsyslog.storage.schema import BLOCK_IDS
 
 
 def record(message: str, *, host: str | None = "web1", app: str | None = "nginx",
@@ -28,7 +29,8 @@ async def insert_async(dsn: str, records: Sequence[Record]) -> None:
     try:
         register_adapters(conn)
         async with conn.transaction():
-            await copy_records(conn, records)
+            for first in range(0, len(records), BLOCK_IDS):  # a batch holds one id block
+                await copy_records(conn, records[first : first + BLOCK_IDS])
     finally:
         await conn.close()
 
