@@ -29,6 +29,7 @@ from pgsyslog.receiver.queue import RecordQueue
 from pgsyslog.receiver.state import ReceiverState
 from pgsyslog.receiver.tcp import StreamListener, SyslogStreamProtocol
 from pgsyslog.receiver.tls import TlsServer
+from pgsyslog.receiver.udp import UdpListener
 from pgsyslog.record import Record
 
 T = TypeVar("T")
@@ -56,6 +57,7 @@ class Receiving:
     intake: Intake
     state: ReceiverState
     servers: list[asyncio.Server | TlsServer] = field(default_factory=list)
+    udp: list[UdpListener] = field(default_factory=list)
 
     @classmethod
     def make(cls, queue_size: int = 1_000_000, queue_bytes: int = 1 << 40,
@@ -87,11 +89,21 @@ class Receiving:
         self.servers.append(server)
         return server
 
+    async def udp_listener(self) -> UdpListener:
+        """Listen for UDP on 127.0.0.1, the receive loop started."""
+        listener = await UdpListener.bind(Endpoint("127.0.0.1", 0), self.intake, 1 << 20,
+                                          AllowList(()), self.state.listeners_down)
+        listener.start()
+        self.udp.append(listener)
+        return listener
+
     def close_listeners(self) -> None:
         for server in self.servers:
             server.close()
 
     async def close(self) -> None:
+        for listener in self.udp:
+            await listener.stop(0)
         self.close_listeners()
         for server in self.servers:
             if isinstance(server, asyncio.Server):

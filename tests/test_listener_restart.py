@@ -19,7 +19,6 @@ from pgsyslog.receiver.access import AllowList
 from pgsyslog.receiver.intake import Intake
 from pgsyslog.receiver.tcp import StreamListener
 from pgsyslog.receiver.tls import TlsServer, make_tls_context
-from pgsyslog.receiver.udp import UdpListener
 from pki import Pki
 
 BOOM = b"<14>1 - h app - - - boom"
@@ -38,13 +37,6 @@ def send_udp(port: int, *datagrams: bytes) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         for datagram in datagrams:
             s.sendto(datagram, ("127.0.0.1", port))
-
-
-async def udp_listener(receiving: Receiving) -> UdpListener:
-    listener = await UdpListener.bind(Endpoint("127.0.0.1", 0), receiving.intake, 1 << 20,
-                                      AllowList(()), receiving.state.listeners_down)
-    listener.start()
-    return listener
 
 
 def errors(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -66,21 +58,25 @@ def test_an_error_in_the_udp_loop_is_logged_reported_and_the_loop_restarts(
 
     async def scenario() -> None:
         http = await start_http(Endpoint("127.0.0.1", 0), None, receiving.state)
-        listener = await udp_listener(receiving)
+        try:
+            await break_twice(http.port)
+        finally:
+            await http.close()
+
+    async def break_twice(http_port: int) -> None:
+        listener = await receiving.udp_listener()
         port = listener.sockname[1]
         down = receiving.state.listeners_down
         for n in range(2):
             send_udp(port, BOOM, b"<14>1 - h app - - - after boom %d" % n)
             assert await wait_until(lambda: bool(down))
             seen_down.append(dict(down))
-            health.append(await healthz(http.port))
+            health.append(await healthz(http_port))
             assert await wait_until(lambda n=n: len(receiving.queue) == n + 1)  # type: ignore[misc]
             assert not down
-        await listener.stop(0)
-        await http.close()
 
     with caplog.at_level(logging.ERROR):
-        run(scenario())
+        run(scenario(), receiving)
     assert receiving.messages() == ["after boom 0", "after boom 1"]
     name = next(iter(seen_down[0]))
     assert name.startswith("udp://127.0.0.1:")
@@ -101,7 +97,7 @@ def test_a_udp_socket_closed_under_the_loop_is_bound_again(
     receiving = Receiving.make()
 
     async def scenario() -> None:
-        listener = await udp_listener(receiving)
+        listener = await receiving.udp_listener()
         port = listener.sockname[1]
         listener.stream.close()  # as an error of the transport would
         assert await wait_until(lambda: bool(receiving.state.listeners_down))
@@ -109,10 +105,9 @@ def test_a_udp_socket_closed_under_the_loop_is_bound_again(
         assert listener.sockname[1] == port
         send_udp(port, b"<14>1 - h app - - - on the new socket")
         assert await wait_until(lambda: len(receiving.queue) == 1)
-        await listener.stop(0)
 
     with caplog.at_level(logging.ERROR):
-        run(scenario())
+        run(scenario(), receiving)
     assert receiving.messages() == ["on the new socket"]
     assert "the socket was closed under the receive loop" in errors(caplog)[0].getMessage()
 

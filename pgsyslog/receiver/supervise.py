@@ -35,13 +35,22 @@ def failure_reason(exc: BaseException) -> str:
 
 
 async def keep_running(name: str, body: Callable[[], Awaitable[None]],
-                       listeners_down: dict[str, str], counters: Counters) -> None:
-    """Run ``body`` again each time it raises; return when it returns (the listener stops)."""
+                       listeners_down: dict[str, str], counters: Counters,
+                       prepare: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Run ``body`` again each time it raises; return when it returns (the listener stops).
+
+    ``prepare`` runs before each restart (binding a socket again, say); the listener is
+    out of ``listeners_down`` only once it has succeeded. A failing ``prepare`` is one
+    more failure.
+    """
     in_a_row = 0
     traced: set[type[BaseException]] = set()
     while True:
         started = time.monotonic()
         try:
+            if in_a_row and prepare is not None:
+                await prepare()
+            listeners_down.pop(name, None)
             await body()
             return
         except Exception as e:
@@ -56,7 +65,4 @@ async def keep_running(name: str, body: Callable[[], Awaitable[None]],
         else:
             traced.add(type(exc))
             log.error("%s stopped: %s; restarting in %gs", name, reason, delay, exc_info=exc)
-        try:
-            await asyncio.sleep(delay)
-        finally:
-            listeners_down.pop(name, None)
+        await asyncio.sleep(delay)

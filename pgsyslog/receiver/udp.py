@@ -62,7 +62,8 @@ class UdpListener:
 
     The loop restarts after an unexpected error (supervise.py), on a new socket bound to
     the same address when the old one was closed under it; ``listeners_down`` (the
-    receiver's state) names it while it is down. Datagrams wait in the kernel meanwhile.
+    receiver's state) names it while it is down. Datagrams wait in the kernel meanwhile,
+    except while there is no socket at all: the kernel refuses those (uncounted).
     """
 
     def __init__(self, stream: Any, intake: Intake, allow: AllowList,
@@ -99,14 +100,18 @@ class UdpListener:
 
     def start(self) -> None:
         self._task = asyncio.create_task(
-            keep_running(self.name, self._serve, self.listeners_down, self.intake.counters),
+            keep_running(self.name, self._serve, self.listeners_down, self.intake.counters,
+                         prepare=self._bind_again_if_lost),
             name=self.name)
 
-    async def _serve(self) -> None:
+    async def _bind_again_if_lost(self) -> None:
         if self._socket_lost:
+            self.stream.close()
             self.stream = await bind_stream(self.endpoint, self.receive_buffer)
             self._socket_lost = False
             log.info("%s: listening again on a new socket", self.name)
+
+    async def _serve(self) -> None:
         recv, offer, allows = self.stream.recv, self.intake.offer, self.allow.allows
         counters = self.intake.counters
         while True:
