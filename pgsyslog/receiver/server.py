@@ -40,8 +40,8 @@ from pgsyslog.receiver.scheduler import MaintenanceSchedule
 from pgsyslog.receiver.spooler import Spooler, SpoolReplayer
 from pgsyslog.receiver.state import Listening, ReceiverState
 from pgsyslog.receiver.store import BatchStore
-from pgsyslog.receiver.tcp import StreamListener, SyslogStreamProtocol
-from pgsyslog.receiver.tls import TlsServer, make_tls_context
+from pgsyslog.receiver.tcp import StreamListener, SyslogStreamProtocol, stop_listening
+from pgsyslog.receiver.tls import TlsContextError, TlsServer, make_tls_context
 from pgsyslog.receiver.udp import UdpListener, kernel_drops
 from pgsyslog.receiver.write_policy import Batch, chunks, describe
 from pgsyslog.receiver.writer import BatchWriter
@@ -373,7 +373,10 @@ class Receiver:
         tls_context = None
         if cfg.tls:
             assert cfg.tls_cert is not None and cfg.tls_key is not None
-            tls_context = make_tls_context(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca)
+            try:
+                tls_context = make_tls_context(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca)
+            except TlsContextError as e:
+                raise StartupError(str(e)) from None
         for transport, endpoint in cfg.listeners:
             try:
                 if transport == "udp":
@@ -520,12 +523,14 @@ class Receiver:
                     f", {rows - spooled} lost (the disk refused them)" if spooled < rows else "")
 
     async def _stop_listeners(self, deadline: float) -> None:
-        for server in self._stream_servers:
-            server.close()  # no new connections; open ones go on
+        # Half the stop for reading at most: a sender that never goes quiet must leave
+        # the writers time to write what was read.
+        reading_ends = min(deadline, time.monotonic() + self.config.shutdown_timeout / 2)
+        await stop_listening(self._stream_servers, min(reading_ends, time.monotonic() + 1.0))
         self._kernel_udp_drops()  # the last count of the sockets, before they close
         for listener in self._udp:
-            await listener.stop(deadline)
-        await self.state.registry.drain_and_close(deadline)
+            await listener.stop(reading_ends)
+        await self.state.registry.drain_and_close(reading_ends)
 
     async def _close_everything(self) -> None:
         for server in self._stream_servers:
