@@ -251,15 +251,30 @@ def test_progress_of_an_earlier_file_of_the_same_name_is_ignored(tmp_path: Path)
     assert [f.batch_id for f in replay_all(Spool(tmp_path, max_bytes=BIG))] == ids
 
 
-def test_progress_past_the_end_of_its_own_segment_means_all_of_it_is_replayed(
-        tmp_path: Path) -> None:
-    """Without fsync a power loss can shorten a file whose progress was recorded."""
-    _, segment = spooled(tmp_path, 3)
+def test_progress_past_the_end_of_its_own_segment_replays_all_of_it(tmp_path: Path) -> None:
+    """A number past the end is damage (a flipped leading digit), not a shortened file:
+    every frame comes again, and the database skips the batches it has."""
+    ids, segment = spooled(tmp_path, 3)
     identity = segment_identity(segment.read_bytes()[:SEGMENT_HEADER_SIZE])
     progress_path(segment).write_bytes(format_progress(identity, 10**6))
-    spool = Spool(tmp_path, max_bytes=BIG)
-    assert list(spool.frames()) == [] and spool.pending == 0
-    assert not segment.exists()
+    assert [f.batch_id for f in replay_all(Spool(tmp_path, max_bytes=BIG))] == ids
+
+
+def test_a_damaged_progress_number_hides_no_frame(tmp_path: Path) -> None:
+    ids, segment = spooled(tmp_path, 5)
+    bounds = frame_bounds(tmp_path)
+    identity = segment_identity(segment.read_bytes()[:SEGMENT_HEADER_SIZE])
+    # Two frames replayed, then one digit of the recorded offset changed: it now points
+    # into the middle of the fourth frame.
+    progress_path(segment).write_bytes(format_progress(identity, bounds[3][0] + 7))
+    again = [f.batch_id for f in replay_all(Spool(tmp_path, max_bytes=BIG))]
+    assert again == ids
+    # The same progress number on a frame boundary is taken as it is.
+    _, segment = spooled(tmp_path / "b", 5)
+    bounds = frame_bounds(tmp_path / "b")
+    identity = segment_identity(segment.read_bytes()[:SEGMENT_HEADER_SIZE])
+    progress_path(segment).write_bytes(format_progress(identity, bounds[2][0]))
+    assert len(replay_all(Spool(tmp_path / "b", max_bytes=BIG))) == 3
 
 
 def test_garbage_progress_replays_the_segment_and_is_said(

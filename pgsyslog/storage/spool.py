@@ -58,12 +58,14 @@ from typing import Any
 
 from pgsyslog.record import Record, record_fields
 from pgsyslog.storage.spool_format import (
+    FRAME_HEADER_SIZE,
     SEGMENT_HEADER_SIZE,
     Buffer,
     Damage,
     Frame,
     encode_frame,
     format_progress,
+    frame_at,
     frames_start,
     intact_end,
     legacy_batch_id,
@@ -482,8 +484,13 @@ class Spool:
         identity = segment_identity(header)
         segment = _Segment(number, path, identity, size, frames_start(header))
         replayed = self._read_progress(segment)
-        if replayed is not None:
-            segment.replayed = max(segment.replayed, min(replayed, size))
+        if replayed is not None and _frame_boundary(path, replayed, size):
+            segment.replayed = max(segment.replayed, replayed)
+        elif replayed is not None:
+            # A damaged progress file must not hide frames: replay the whole segment
+            # (the database skips the batches it has already).
+            log.error("spool progress of %s says %d, which is no frame boundary; the whole "
+                      "segment is replayed again", path, replayed)
         self._register(segment)
 
     def _read_progress(self, segment: _Segment) -> int | None:
@@ -560,6 +567,28 @@ def _legacy_replayed(progress: Path, starts: list[int], intact: int) -> int:
     except (FileNotFoundError, ValueError):
         return 0
     return offset if offset in starts or offset == intact else 0
+
+
+def _frame_boundary(path: Path, offset: int, size: int) -> bool:
+    """Whether replay progress ``offset`` is the end of the segment or the start of an
+    intact frame in it.
+
+    tests/test_spool_damage.py::test_a_damaged_progress_number_hides_no_frame
+    """
+    if offset == size:
+        return True
+    if not 0 <= offset < size:
+        return False
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        head = fh.read(FRAME_HEADER_SIZE)
+        if len(head) < FRAME_HEADER_SIZE:
+            return False
+        length = int.from_bytes(head[4:8], "big")
+        if length > size - offset - FRAME_HEADER_SIZE:
+            return False
+        data = head + fh.read(length)
+    return frame_at(data, 0, len(data)) is not None
 
 
 def _numbered(directory: Path, pattern: re.Pattern[str]) -> list[tuple[int, Path]]:
