@@ -19,7 +19,7 @@ from pgsyslog.cli.errors import OperatorError
 from pgsyslog.cli.parse import parse
 from pgsyslog.cli.partitions import partitions
 from pgsyslog.cli.search import search
-from pgsyslog.cli.serve import check_config, serve
+from pgsyslog.cli.serve import catch_early_signals, check_config, serve
 from pgsyslog.cli.stats import stats
 from pgsyslog.cli.tail import tail
 from pgsyslog.config import mask_secrets
@@ -64,4 +64,6 @@ for command in (serve, check_config, parse, dsn, db, partitions, search, tail, s
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["serve"]:
+        catch_early_signals()  # before the imports and checks that take a moment
     cli(prog_name="pgsyslog")

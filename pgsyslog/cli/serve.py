@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -119,7 +120,7 @@ def serve(config: Config) -> None:
     from pgsyslog.receiver.server import Receiver, StartupError
 
     _ready_to_serve(config)
-    receiver = Receiver(config)
+    receiver = Receiver(config, early_stops=EARLY_STOPS)
     try:
         with (_startup_errors(config, lambda: receiver.state.dsn is not None),
               asyncio.Runner(loop_factory=_loop_factory()) as runner):
@@ -128,6 +129,18 @@ def serve(config: Config) -> None:
     except StartupError as e:
         click.echo(f"Error: {mask_secrets(str(e), config.dsn)}", err=True)
         sys.exit(1)
+
+
+# Stop signals that came before the receiver's own handlers were in place.
+EARLY_STOPS: list[int] = []
+
+
+def catch_early_signals() -> None:
+    """From the first moment of serve: SIGHUP never kills it, and a SIGTERM or SIGINT
+    during start-up stops it once it is up (tests/test_serve_start.py)."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda number, _frame: EARLY_STOPS.append(number))
 
 
 def _exit_now() -> None:

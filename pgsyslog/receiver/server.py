@@ -64,6 +64,11 @@ SUPERVISE_INTERVAL = 2.0  # seconds between checks that the embedded server stil
 # A stop signal this soon after the first is the same one delivered twice (timeout(1) and
 # some supervisors signal the process and its group), not a second request.
 SAME_SIGNAL = 1.0
+# At a stop, bounds on steps that wait on others: connections still being read after their
+# cut-off, the HTTP server's close, and the embedded server's stop.
+READ_AFTER_CUT_OFF = 6.0
+HTTP_CLOSE = 3.0
+DATABASE_STOP = 10.0
 
 
 class StartupError(Exception):
@@ -86,8 +91,10 @@ def bind_error(transport: str, endpoint: Endpoint, exc: OSError) -> StartupError
 
 
 class Receiver:
-    def __init__(self, config: Config, out: TextIO = sys.stdout) -> None:
+    def __init__(self, config: Config, out: TextIO = sys.stdout,
+                 early_stops: list[int] | None = None) -> None:
         self.config = config
+        self.early_stops = early_stops if early_stops is not None else []
         self.out = out
         self.queue = RecordQueue(config.queue_size, config.batch_rows, config.queue_bytes)
         self.state = ReceiverState(self.queue)
@@ -126,6 +133,8 @@ class Receiver:
         # Signals are caught from the first moment: a stop asked for during start-up
         # takes effect as soon as the receiver is up.
         with _signals_set(self.request_stop, self._reload):
+            if self.early_stops:
+                self.request_stop()
             try:
                 self.spooler.spool = self._spool()
                 await self._bind_all()
@@ -167,17 +176,18 @@ class Receiver:
             replayer = SpoolReplayer(self.spooler, store, self.link, self.state.counters)
             self._replay_task = self._spawn(replayer.run(), "spool replay")
 
-    def _start_writer(self) -> None:
+    def _start_writer(self, first: Batch | None = None) -> None:
         store = BatchStore(self.link, self.state.counters, self._reject,
                            self.state.observe_batch)
         writer = BatchWriter(self.queue, store, self.spooler, self.link, self.state.counters,
                              self.config.batch_age_ms / 1000)
+        writer.current = first  # taken over from a writer that died, identity and all
         task = asyncio.create_task(writer.run(), name=f"writer {len(self._writers)}")
         self._writers[task] = writer
         task.add_done_callback(self._writer_ended)
 
     def _writer_ended(self, task: asyncio.Task[None]) -> None:
-        """A writer that died is replaced; the batch it held is spooled or queued again."""
+        """A writer that died is replaced; the new one writes first the batch it held."""
         writer = self._writers.pop(task)
         if task.cancelled() or task.exception() is None:
             self._writers[task] = writer  # finished or stopped: the stop collects it
@@ -185,15 +195,8 @@ class Receiver:
         log.critical("%s stopped: %r; starting a new writer", task.get_name(),
                      task.exception())
         self.state.counters.writer_restarts += 1
-        if writer.current is not None:
-            self._spawn(self._take_over(writer.current), "take over")
-            writer.current = None
-        self._start_writer()
-
-    async def _take_over(self, batch: Batch) -> None:
-        if not await self.spooler.put(batch, force=True):
-            for record in batch.records:
-                self.queue.put(record)
+        held, writer.current = writer.current, None
+        self._start_writer(first=held)
 
     def _reject(self, record: Record, error: str) -> None:
         spool = self.spooler.spool
@@ -469,13 +472,24 @@ class Receiver:
         self.link.patience_over.set()
         log.info("stopping: closing listeners, then writing what was received")
         deadline = time.monotonic() + self.config.shutdown_timeout
-        await self._until_hurry(self._stop_listeners(deadline), deadline)
+        listeners = asyncio.ensure_future(self._stop_listeners(deadline))
+        await self._until_hurry(listeners, deadline)
+        if not listeners.done():
+            # A second signal: cut every connection off now and read what its kernel
+            # acknowledged, then spool it with the rest.
+            await self.state.registry.drain_and_close(time.monotonic())
+        await self._wait_bounded(listeners, READ_AFTER_CUT_OFF)
         for writer in self._writers.values():
             writer.close()
         writers_done = asyncio.gather(*self._writers, return_exceptions=True)
         await self._until_hurry(writers_done, deadline)
         await self._until_hurry(self._spool_replayed(), deadline)
         await self._spool_what_is_left()
+
+    @staticmethod
+    async def _wait_bounded(work: asyncio.Future[Any], seconds: float) -> None:
+        with contextlib.suppress(TimeoutError, Exception):
+            await asyncio.wait_for(asyncio.shield(work), seconds)
 
     async def _until_hurry(self, work: Awaitable[Any], deadline: float) -> None:
         """Wait for ``work`` until the deadline or a second signal (work goes on)."""
@@ -543,8 +557,13 @@ class Receiver:
         if self._schedule is not None:
             self._schedule.shutdown()
         if self._http is not None:
-            await self._http.close()
-        await asyncio.to_thread(self._stop_database)
+            # Live tails and the pool may wait on a database that hangs: not past this.
+            await self._wait_bounded(asyncio.ensure_future(self._http.close()), HTTP_CLOSE)
+        stopping = asyncio.ensure_future(asyncio.to_thread(self._stop_database))
+        await self._wait_bounded(stopping, DATABASE_STOP)
+        if not stopping.done():
+            log.error("the embedded PostgreSQL did not stop within %.0fs (it does not "
+                      "answer); it is left running", DATABASE_STOP)
 
 
 def is_loopback(host: str) -> bool:

@@ -57,6 +57,9 @@ class BatchWriter:
     async def run(self) -> None:
         """Write batches until close() was called and the queue is empty."""
         try:
+            if self.current is not None:  # taken over from a writer that died
+                await self._write_safely(self.current)
+                self.current = None
             while True:
                 records = await self.queue.get_batch(self.max_age)
                 if not records:
