@@ -27,10 +27,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import psycopg
-from faultproxy import FaultProxy, running_proxy
-from pg15 import Pg15, running_pg15, unavailable_reason
 
+from faultproxy import FaultProxy, running_proxy
 from helpers import ServerProcess, start_server
+from pg15 import Pg15, running_pg15, unavailable_reason
 
 CHUNK = 1_000  # messages per sendall
 SEND_TIMEOUT = 120.0  # a sendall blocked longer than this ends its sender

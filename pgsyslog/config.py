@@ -160,7 +160,8 @@ _SECRET_KEYS = r"(?:password|sslpassword)"
 _KEYWORD_SECRET_RE = re.compile(
     rf"(?<![\w.])({_SECRET_KEYS}\s*=\s*)(?:'(?:[^'\\]|\\.)*'?|\S*)", re.IGNORECASE)
 _QUERY_SECRET_RE = re.compile(rf"([?&]{_SECRET_KEYS}=)[^&#]*", re.IGNORECASE)
-_URL_RE = re.compile(r"(postgres(?:ql)?://)(.*)", re.IGNORECASE | re.DOTALL)
+# Any scheme: a mistyped one (mysql://) is refused by libpq, quoting the DSN, password and all.
+_URL_RE = re.compile(r"([a-z][a-z0-9+.-]*://)(.*)", re.IGNORECASE | re.DOTALL)
 
 
 def mask_dsn(dsn: str) -> str:
@@ -195,10 +196,13 @@ def dsn_secrets(dsn: str) -> list[str]:
         at = rest.rfind("@", 0, rest.find("?") if "?" in rest else len(rest))
         password = rest[:at].partition(":")[2] if at >= 0 else ""
         found += [password, urllib.parse.unquote(password)]
+        # libpq ends the password at its first unencoded @ and reads the rest as the host
+        # name, which then shows in its errors.
+        found += [piece for piece in password.split("@") if len(piece) >= 3]
     return sorted({f for f in found if f}, key=len, reverse=True)
 
 
-_URL_PASSWORD_IN_TEXT_RE = re.compile(r"(postgres(?:ql)?://[^\s:/@]*:)\S*@", re.IGNORECASE)
+_URL_PASSWORD_IN_TEXT_RE = re.compile(r"([a-z][a-z0-9+.-]*://[^\s:/@]*:)\S*@", re.IGNORECASE)
 
 
 def mask_secrets(text: str, dsn: str | None = None) -> str:
@@ -368,6 +372,16 @@ def _optional_str(value: Any) -> str | None:
     return text or None
 
 
+def _token(value: Any) -> str:
+    """A token that is given must be one: a blank one would leave the API open unsaid."""
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {value!r}")
+    if not value.strip():
+        raise ValueError("is empty: set a token, or leave the setting out for an API "
+                         "without one")
+    return value.strip()
+
+
 def _dsn(value: Any) -> str | None:
     """A libpq connection string (URL or keyword form), checked before anything opens."""
     from psycopg import ProgrammingError
@@ -431,7 +445,7 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "spool_max_bytes": _whole(0, 16 * TIB),
     "spool_fsync": _boolean,
     "http": _optional_endpoint,
-    "http_token": _optional_str,
+    "http_token": _token,
     "http_db_connections": _whole(1, 64),
     "http_max_response_bytes": _whole(64 * KIB, GIB),
     "http_stream_timeout": _positive_float,

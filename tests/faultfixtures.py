@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from faultproxy import FaultProxy, running_proxy
-from pg15 import Pg15, running_pg15, unavailable_reason
 
+from faultproxy import FaultProxy, running_proxy
 from helpers import ServerProcess, start_server
+from pg15 import Pg15, running_pg15, unavailable_reason
 
 
 @pytest.fixture

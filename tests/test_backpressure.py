@@ -25,7 +25,7 @@ from pgsyslog.receiver.parsers import parse_message
 from pgsyslog.receiver.queue import record_size
 from pgsyslog.receiver.tcp import READ_SIZE
 from pgsyslog.receiver.udp import kernel_drops
-from pgsyslog.record import ParseContext
+from pgsyslog.record import ParseContext, Record
 
 QUEUE_BYTES = 32 * 1024 * 1024
 MIB = 1024 * 1024
@@ -280,3 +280,12 @@ def test_paused_connections_are_not_closed_as_idle(
     assert sent.wait(60)
     assert wait_for_rows(dsn, total) == total
     assert "idle for" not in server.log
+
+
+def test_a_text_outside_latin_1_counts_the_bytes_it_holds() -> None:
+    # One emoji makes Python keep the whole text at 4 bytes a character.
+    ascii_only = Record(datetime.now(UTC), None, 1, 5, "h", None, None, None, None,
+                        "x" * 10_000, "raw", "udp", None, None, None)
+    with_emoji = Record(datetime.now(UTC), None, 1, 5, "h", None, None, None, None,
+                        "x" * 9_999 + "\N{GRINNING FACE}", "raw", "udp", None, None, None)
+    assert record_size(with_emoji) - record_size(ascii_only) >= 3 * 10_000

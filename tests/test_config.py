@@ -265,3 +265,20 @@ def test_what_check_config_calls_valid_serve_starts_with(serve: Any, pki: Pki,
     assert checked.output.strip().endswith("configuration is valid")
     server = serve(*args)
     assert server.port("tls") and server.port("udp")
+
+
+@pytest.mark.parametrize("token", ["", "   "])
+def test_a_blank_http_token_is_refused_rather_than_leaving_the_api_open(token: str) -> None:
+    with pytest.raises(ConfigError, match="http_token: is empty"):
+        build_config({"tcp": ["127.0.0.1:0"], "http_token": token})
+
+
+@pytest.mark.parametrize(("dsn", "secret"), [
+    ("mysql://u:s3cr3tpw@127.0.0.1/db", "s3cr3tpw"),  # a mistyped scheme
+    ("postgresql://u:p@ssw0rdX@127.0.0.1:1/db", "ssw0rdX"),  # an unencoded @
+])
+def test_passwords_are_masked_whatever_the_url_looks_like(dsn: str, secret: str) -> None:
+    assert secret not in mask_dsn(dsn)
+    # libpq's own errors quote the DSN, or read the end of such a password as a host
+    assert secret not in mask_secrets(f'missing "=" after "{dsn}"; cannot connect to '
+                                      "ssw0rdX@127.0.0.1:1", dsn)

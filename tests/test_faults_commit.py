@@ -12,11 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
+
 from faultkit import Sender, line, stored, wait_for_first_maintenance, wait_for_stored
 from faultproxy import FaultProxy
-from pg15 import Pg15
-
 from helpers import ServerProcess, query, send_tcp
+from pg15 import Pg15
 
 pytest_plugins = ["faultfixtures"]
 

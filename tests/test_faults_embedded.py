@@ -20,9 +20,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from faultkit import metrics, send, stored, wait_for_stored, wait_until
 from psycopg.conninfo import make_conninfo
 
+from faultkit import metrics, send, stored, wait_for_stored, wait_until
 from helpers import ServerProcess
 
 pytest_plugins = ["faultfixtures"]

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from faultkit import Sender, received, stored, wait_for_stored, wait_until
 from faultproxy import FaultProxy
-from pg15 import Pg15
-
 from helpers import ServerProcess
+from pg15 import Pg15
 
 pytest_plugins = ["faultfixtures"]
 

@@ -7,10 +7,10 @@ import threading
 
 import psycopg
 import pytest
-from faultproxy import GSSENC_REQUEST, SSL_REQUEST, FaultProxy, MessageSplitter, is_commit
-from pg15 import Pg15
 
+from faultproxy import GSSENC_REQUEST, SSL_REQUEST, FaultProxy, MessageSplitter, is_commit
 from helpers import query
+from pg15 import Pg15
 
 pytest_plugins = ["faultfixtures"]
 

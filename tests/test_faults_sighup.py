@@ -16,8 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cryptography import x509
-from faultkit import stored, wait_for_stored, wait_until
 
+from faultkit import stored, wait_for_stored, wait_until
 from helpers import ServerProcess
 from pki import Issued, issue, make_ca
 

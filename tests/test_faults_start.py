@@ -17,9 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from faultkit import metrics, send, stored, wait_for_received, wait_for_stored, wait_until
-from pg15 import Pg15
-
 from helpers import ServerProcess, free_port
+from pg15 import Pg15
 
 pytest_plugins = ["faultfixtures"]
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from faultkit import (
     send,
     spool_contents,
@@ -28,9 +29,8 @@ from faultkit import (
     wait_until,
 )
 from faultproxy import FaultProxy
-from pg15 import Pg15
-
 from helpers import ServerProcess
+from pg15 import Pg15
 
 pytest_plugins = ["faultfixtures"]
 

@@ -18,11 +18,11 @@ from typing import Any
 
 import psycopg
 import pytest
-from http_client import EventStream, get, local_server, request
 from prometheus_client.parser import text_string_to_metric_families
 from psycopg.conninfo import make_conninfo
 
 from helpers import query, send_tcp, wait_for_rows
+from http_client import EventStream, get, local_server, request
 from pgsyslog.config import Config
 from pgsyslog.http import context
 from pgsyslog.storage import database, migrate, partitions

@@ -10,6 +10,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
+
 from http_client import (
     EventStream,
     Reply,
@@ -19,8 +21,6 @@ from http_client import (
     request,
     settled_log,
 )
-from psycopg.conninfo import conninfo_to_dict
-
 from pgsyslog.http.auth import COOKIE, SESSION_SECONDS, Sessions, bearer_credentials
 from pgsyslog.http.errors import scrubbed
 from stored import insert, record
@@ -119,7 +119,13 @@ def test_a_form_login_works_too_and_a_wrong_token_is_one_line_401(dsn: str) -> N
                                    (b"[1, 2]", "application/json"),
                                    (b'{"token": 5}', "application/json"),
                                    (b"\xff\xfe", "application/json"),
-                                   (b"", "application/x-www-form-urlencoded")]:
+                                   (b"", "application/x-www-form-urlencoded"),
+                                   # hostile bodies that once made a 500
+                                   (b"[" * 100_000 + b"]" * 100_000, "application/json"),
+                                   (b'{"token": "x"}', "application/json; charset=x-bogus"),
+                                   (b"token=x", "application/x-www-form-urlencoded; "
+                                                "charset=x-bogus"),
+                                   (b'{"token": "\\ud800"}', "application/json")]:
             reply = login(server.port, body, content_type)
             assert reply.status == 400, body
             assert (reply.text.count("\n") == 0 and "token" in reply.body["error"]) or \

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from http_client import settled_log
-
 from pgsyslog.http.search import PARAMS as SEARCH_PARAMS
 from pgsyslog.http.tail import PARAMS as TAIL_PARAMS
 

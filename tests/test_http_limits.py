@@ -16,9 +16,9 @@ from typing import Any
 
 import psycopg
 import pytest
-from http_client import EventStream, get, local_server
 
 from helpers import query
+from http_client import EventStream, get, local_server
 from pgsyslog.http.context import STREAMS
 from stored import insert, record
 

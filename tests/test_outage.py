@@ -14,10 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from faultkit import Sender, send, spool_frames, stored, wait_for_stored
-from pg15 import Pg15
 
+from faultkit import Sender, send, spool_frames, stored, wait_for_stored
 from helpers import ServerProcess
+from pg15 import Pg15
 
 pytest_plugins = ["faultfixtures"]
 

@@ -37,7 +37,7 @@ def list_(config: Config) -> None:
 
 
 @partitions.command()
-@click.option("--ahead", type=click.IntRange(min=0), metavar="DAYS",
+@click.option("--ahead", type=click.IntRange(min=0, max=366), metavar="DAYS",
               help="Days ahead of today [default: partitions_ahead of the config].")
 @database_options
 @with_config

@@ -36,6 +36,8 @@ from pgsyslog.http.tail import tail
 from pgsyslog.receiver.state import ReceiverState
 
 # Seconds a stop waits for requests in progress; live tails end at once on their own.
+# Seconds an idle kept-alive connection stays open (aiohttp's default is an hour).
+KEEPALIVE_TIMEOUT = 15.0
 SHUTDOWN_TIMEOUT = 5.0
 
 
@@ -88,6 +90,7 @@ async def start_http(endpoint: Endpoint, token: str | None, state: ReceiverState
     app = make_app(state, token, metrics, db_connections=db_connections,
                    limits=Limits(max_response_bytes, stream_timeout))
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT,
+                           keepalive_timeout=KEEPALIVE_TIMEOUT,
                            logger=server_log)
     await runner.setup()
     site = web.TCPSite(runner, endpoint.host, endpoint.port)

@@ -123,10 +123,15 @@ async def _given_token(request: web.Request) -> str:
             token = body.get("token") if isinstance(body, dict) else None
         else:
             token = (await request.post()).get("token")
-    except ValueError:  # malformed JSON, a body that is not UTF-8
+    except Exception:  # malformed or hostile JSON or form data: unknown charsets, deep
+        # nesting, broken multipart; whatever it is, the client's body is at fault
         raise bad_request("the body is not valid JSON or form data") from None
     if not isinstance(token, str) or not token:
         raise bad_request('give the token as {"token": "..."} or the form field token')
+    try:
+        token.encode()
+    except UnicodeEncodeError:  # a lone surrogate from a JSON escape
+        raise bad_request("the token is not valid text") from None
     return token
 
 

@@ -119,9 +119,12 @@ class _OneLine(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, HttpProcessingError):
-            reason = (exc.message or "").strip().splitlines()[0:1] or [type(exc).__name__]
-            record.msg, record.args = "%s: %s", (record.getMessage(), reason[0].rstrip(":"))
+        if exc is not None:
+            # Never the bytes the client sent: a header too long to parse may be the
+            # token or a session cookie (tests/test_http_auth.py).
+            reason = (f"HTTP {exc.code}" if isinstance(exc, HttpProcessingError)
+                      else type(exc).__name__)
+            record.msg, record.args = "%s: %s", (record.getMessage(), reason)
             record.levelno, record.levelname = logging.INFO, "INFO"
             record.exc_info = record.exc_text = None
         return True

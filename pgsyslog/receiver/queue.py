@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections import deque
 from collections.abc import Callable
 
@@ -34,7 +35,10 @@ SD_VALUE_COST = 60
 
 def record_size(record: Record) -> int:
     """Bytes of memory a queued record holds: an estimate that is never far below it."""
-    size = RECORD_OVERHEAD + len(record.message)
+    # getsizeof, not len: a text with one character outside Latin-1 takes 2 or 4 bytes a
+    # character (PEP 393), and a flood of such messages would pass a bound counted in
+    # characters four times over.
+    size = RECORD_OVERHEAD + sys.getsizeof(record.message)
     raw = record.raw
     if raw is not None:
         size += len(raw)

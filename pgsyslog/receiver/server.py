@@ -21,6 +21,7 @@ import functools
 import ipaddress
 import logging
 import signal
+import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
@@ -64,6 +65,7 @@ SUPERVISE_INTERVAL = 2.0  # seconds between checks that the embedded server stil
 # A stop signal this soon after the first is the same one delivered twice (timeout(1) and
 # some supervisors signal the process and its group), not a second request.
 SAME_SIGNAL = 1.0
+BACKLOG = 1024  # connections the kernel completes before pgsyslog accepts them
 # At a stop, bounds on steps that wait on others: connections still being read after their
 # cut-off, the HTTP server's close, and the embedded server's stop.
 READ_AFTER_CUT_OFF = 6.0
@@ -402,11 +404,12 @@ class Receiver:
                 else:
                     shared = StreamListener(transport, self.intake, self.state.registry,
                                             AllowList(cfg.tcp_allow))
+                    # Bound and listening now: a port another listener of ours holds
+                    # fails here, not silently later in start_serving (uvloop's does not
+                    # raise there).
                     server = await loop.create_server(
-                        functools.partial(SyslogStreamProtocol, shared), endpoint.host,
-                        endpoint.port,
-                        start_serving=False, backlog=1024,
-                    )
+                        functools.partial(SyslogStreamProtocol, shared),
+                        sock=listening_socket(endpoint), start_serving=False)
                     self._stream_servers.append(server)
                     bound = server.sockets[0].getsockname()
             except OSError as e:
@@ -564,6 +567,13 @@ class Receiver:
         if not stopping.done():
             log.error("the embedded PostgreSQL did not stop within %.0fs (it does not "
                       "answer); it is left running", DATABASE_STOP)
+
+
+def listening_socket(endpoint: Endpoint) -> socket.socket:
+    family = socket.getaddrinfo(endpoint.host, endpoint.port, type=socket.SOCK_STREAM,
+                                flags=socket.AI_PASSIVE)[0][0]
+    return socket.create_server((endpoint.host, endpoint.port), family=family,
+                                backlog=BACKLOG)
 
 
 def is_loopback(host: str) -> bool:

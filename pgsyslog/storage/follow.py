@@ -61,7 +61,9 @@ from pgsyslog.storage.queries import AnySelect
 from pgsyslog.storage.rows import StoredMessage
 from pgsyslog.storage.schema import BLOCK_IDS, batches, messages
 
-READ_ROWS = 5_000  # ids per read (a batch's rows are its ids): bounds a read's memory
+# Ids per read (a batch's rows are its ids): bounds a read's memory, to READ_ROWS rows of at
+# most max_frame_length each (64 MiB at the defaults, for the largest rows).
+READ_ROWS = 1_000
 MAX_BATCHES = 500  # batches listed per read; more are listed by the next read, at once
 ORPHAN_CHECK = 5.0  # seconds between looks for rows inserted by hand (no batch)
 ORPHAN_BLOCKS = 10_000  # registered blocks looked past per look; the next goes on
