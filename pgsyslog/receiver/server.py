@@ -58,7 +58,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # How long start-up waits for the database before it announces itself without one.
-START_WAIT = 10.0
+# How long start-up waits for the first try to make the database ready (a first initdb of
+# the embedded server can take a while on a busy machine) before it announces itself.
+START_WAIT = 60.0
 KEEPER_BACKOFF_FIRST = 1.0  # seconds between tries to reach the database at start...
 KEEPER_BACKOFF_MAX = 10.0  # ... doubling up to this
 SUPERVISE_INTERVAL = 2.0  # seconds between checks that the embedded server still runs
@@ -118,6 +120,7 @@ class Receiver:
         self._stop = asyncio.Event()
         self._hurry = asyncio.Event()  # a second signal: spool what is in memory, exit now
         self._stop_asked = 0.0
+        self._first_try_over = asyncio.Event()  # the database keeper's first try ended
         self._display_dsn: str | None = None  # as configured or started, without timeouts
 
     def request_stop(self) -> None:
@@ -208,9 +211,10 @@ class Receiver:
     # ------------------------------------------------------------------ database
 
     async def _wait_for_database(self, keeper: asyncio.Task[None]) -> None:
-        """Up to START_WAIT for the database before saying that pgsyslog is receiving, so
-        that the banner can name it; receiving has begun already either way."""
-        ready = asyncio.ensure_future(self.link.ready.wait())
+        """Until the first try to make the database ready is over (START_WAIT at most)
+        before saying that pgsyslog is receiving, so that the banner can say whether the
+        database answers; receiving has begun already either way."""
+        ready = asyncio.ensure_future(self._first_try_over.wait())
         stop = asyncio.ensure_future(self._stop.wait())
         try:
             await asyncio.wait((ready, stop, keeper), timeout=START_WAIT,
@@ -241,6 +245,7 @@ class Receiver:
             except StartupError:
                 raise
             except Exception as e:
+                self._first_try_over.set()
                 tries += 1
                 level = logging.WARNING if tries == 1 or tries % 10 == 0 else logging.DEBUG
                 log.log(level, "%s: %s; receiving%s meanwhile, trying again in %.0fs", what,
@@ -264,6 +269,7 @@ class Receiver:
         return mask_secrets(text, dsn)
 
     def _database_ready(self, dsn: str) -> None:
+        self._first_try_over.set()
         self.state.dsn = dsn
         self.link.make_ready(dsn)
         self.spooler.replay_wanted.set()
