@@ -143,11 +143,19 @@ def test_1000_flooding_connections_hold_the_queue_bound(
         threading.Thread(target=flood_from_many, args=(server.port("tcp"), payloads, sent),
                          daemon=True).start()
         peak_queue, peak_rss = 0, baseline
-        for _ in range(30):  # 3 s with the writer stalled
+        # With the writer stalled: until the queue has been full for 3 s (a loaded machine
+        # takes a while to open 1,000 connections), 60 s at most.
+        full_since = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
             time.sleep(0.1)
             peak_queue = max(peak_queue, queue_length(server))
             assert server.proc.poll() is None, server.log
             peak_rss = max(peak_rss, rss_bytes(server.proc.pid))
+            if peak_queue >= queue_size:
+                full_since = full_since or time.monotonic()
+                if time.monotonic() - full_since >= 3:
+                    break
     total = connections * per_connection
     assert wait_for_rows(dsn, total, timeout=120) == total
     assert sent.wait(30)
