@@ -179,3 +179,22 @@ def acked_by_flood(sender: subprocess.Popen[str]) -> int:
     """The bytes the receiver acknowledged, once the flood was reset."""
     out, _ = sender.communicate(timeout=30)
     return int(out)
+
+
+def stored_numbers(dsn: str) -> list[int]:
+    """The n= of every numbered() row stored, ascending."""
+    from helpers import query
+
+    rows = query(dsn, "SELECT message FROM syslog.messages WHERE message ~ '^n=[0-9]{8}$'")
+    return sorted(int(m[2:]) for (m,) in rows)
+
+
+def stored_after_a_restart(serve: Callable[..., Any], data_dir: str, dsn: str,
+                           received: int) -> list[int]:
+    """Start serve again on data_dir (its spool is replayed); the numbers then stored."""
+    from helpers import wait_for_rows
+
+    again = serve("--tcp", "127.0.0.1:0", "--data-dir", data_dir)
+    assert wait_for_rows(dsn, received, timeout=60) == received
+    assert again.stop() == 0
+    return stored_numbers(dsn)

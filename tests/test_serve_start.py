@@ -13,8 +13,8 @@ from pathlib import Path
 
 from psycopg.conninfo import make_conninfo
 
-from helpers import ServerProcess, query, wait_for_rows
-from inprocess import acked_by_flood, numbered, start_flood
+from helpers import ServerProcess, wait_for_rows
+from inprocess import acked_by_flood, numbered, start_flood, stored_after_a_restart
 
 
 def test_the_banner_masks_the_password_of_the_dsn(serve: Callable[..., ServerProcess],
@@ -126,11 +126,6 @@ def test_a_second_signal_loses_nothing_the_kernel_acknowledged(
     acknowledged_frames = acked_by_flood(sender) // len(numbered(0))
     assert server.proc.wait(60) == 0, server.log
     server.close()
-    received = server.final_counters()["received"]
-    again = serve("--tcp", "127.0.0.1:0", "--data-dir", data_dir)
-    assert wait_for_rows(dsn, received, timeout=60) == received
-    assert again.stop() == 0
-    rows = query(dsn, "SELECT message FROM syslog.messages WHERE message ~ '^n=[0-9]{8}$'")
-    got = sorted(int(m[2:]) for (m,) in rows)
+    got = stored_after_a_restart(serve, data_dir, dsn, server.final_counters()["received"])
     assert got == list(range(len(got)))  # each once, none missing
     assert len(got) >= acknowledged_frames, (len(got), acknowledged_frames)

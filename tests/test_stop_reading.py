@@ -17,8 +17,18 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ServerProcess, query, wait_for_rows
-from inprocess import Receiving, acked_by_flood, in_thread, numbered, run, start_flood, wait_until
+from helpers import ServerProcess, wait_for_rows
+from inprocess import (
+    Receiving,
+    acked_by_flood,
+    in_thread,
+    numbered,
+    run,
+    start_flood,
+    stored_after_a_restart,
+    stored_numbers,
+    wait_until,
+)
 from pgsyslog.receiver.tcp import CUT_AT_STOP, QUIET_BEFORE_CLOSE, READ_SIZE, stop_listening
 from pgsyslog.receiver.tls import make_tls_context
 from pki import Pki
@@ -188,11 +198,6 @@ def test_a_tls_sender_closing_while_paused_loses_nothing(pki: Pki) -> None:
 # ---------------------------------------------------------------- through serve and SIGTERM
 
 
-def stored_numbers(dsn: str) -> list[int]:
-    rows = query(dsn, "SELECT message FROM syslog.messages WHERE message ~ '^n=[0-9]{8}$'")
-    return sorted(int(m[2:]) for (m,) in rows)
-
-
 def test_sigterm_with_a_sender_that_never_goes_quiet(
         serve: Callable[..., ServerProcess], dsn: str, tmp_path: Path) -> None:
     data_dir = str(tmp_path / "data")
@@ -203,12 +208,8 @@ def test_sigterm_with_a_sender_that_never_goes_quiet(
     acknowledged_frames = acked_by_flood(sender) // FRAME
     assert server.proc.wait(60) == 0, server.log
     server.close()
-    received = server.final_counters()["received"]
     # What the stop could not write is in the spool; the next start writes it.
-    again = serve("--tcp", "127.0.0.1:0", "--data-dir", data_dir)
-    assert wait_for_rows(dsn, received, timeout=60) == received
-    assert again.stop() == 0
-    got = stored_numbers(dsn)
+    got = stored_after_a_restart(serve, data_dir, dsn, server.final_counters()["received"])
     assert got == list(range(len(got)))  # once each
     assert len(got) >= acknowledged_frames, (len(got), acknowledged_frames)
 
