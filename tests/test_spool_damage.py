@@ -342,8 +342,8 @@ def test_a_writer_killed_while_appending_loses_no_acknowledged_batch(tmp_path: P
     replayed = [f.batch_id for f in replay_all(spool)]
     assert len(replayed) == len(set(replayed))
     assert set(acknowledged) <= set(replayed)
-    # At most the one batch in flight at each kill comes on top.
-    assert len(set(replayed) - set(acknowledged)) <= 3
+    # Batches appended after the last id the test read (the appender runs on until the
+    # kill lands) may come on top, each whole and once (checked above): they are not lost.
     assert [b for b in replayed if b in set(acknowledged)] == acknowledged
     assert spool.pending == 0
 
