@@ -55,19 +55,6 @@ class Spooler:
             self._spooled(len(batch.records))
         return appended
 
-    def put_now(self, batch: Batch) -> bool:
-        """As put(force=True), blocking: for a stop that must end at once."""
-        if self.spool is None:
-            return False
-        try:
-            self.spool.append(batch.id, batch.records, force=True)
-        except Exception as e:
-            self.counters.spool_write_failed += len(batch.records)
-            log.error("cannot write %d rows to the spool: %s", len(batch.records), e)
-            return False
-        self._spooled(len(batch.records))
-        return True
-
     def _spooled(self, rows: int) -> None:
         assert self.spool is not None
         self.counters.spooled += rows
