@@ -50,6 +50,7 @@ class Endpoint:
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+ListenerKind = Literal["udp", "tcp", "tls", "relp", "relp_tls"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,9 +97,17 @@ class Config:
     udp: tuple[Endpoint, ...] = ()
     tcp: tuple[Endpoint, ...] = ()
     tls: tuple[Endpoint, ...] = ()
+    # RELP (plain and over TLS): a message is acknowledged once it is stored or spooled.
+    relp: tuple[Endpoint, ...] = ()
+    relp_tls: tuple[Endpoint, ...] = ()
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
+    # Names a client certificate must carry (SAN DNS or CN; "*.example.net" allowed);
+    # empty: any certificate the client CA signed.
+    tls_permitted_peers: tuple[str, ...] = ()
+    tls_min_version: Literal["1.2", "1.3"] = "1.2"
+    tls_ciphers: str | None = None  # an OpenSSL cipher string for TLS 1.2; None: the default
     # 8 MiB absorbs about 40,000 typical datagrams while the loop is busy with a batch.
     udp_receive_buffer: int = 8 * MIB
     max_frame_length: int = 64 * KIB
@@ -136,15 +145,28 @@ class Config:
     # The HTTP API (health, metrics, search, live tail); None turns it off.
     http: Endpoint | None = field(default_factory=lambda: Endpoint("127.0.0.1", 8514))
     http_token: str | None = None
+    # Both given: the HTTP listener (API, console, metrics, health) speaks HTTPS only.
+    http_tls_cert: Path | None = None
+    http_tls_key: Path | None = None
     http_db_connections: int = 4  # the API's pool; a request finding none free gets 503
     http_max_response_bytes: int = 16 * MIB  # a larger answer is cut at a row boundary
     http_stream_timeout: float = 30.0  # a live-tail client that reads nothing this long goes
     log_level: str = "INFO"
+    # Alert rules ([[alert]] tables), evaluated every alert_interval seconds.
+    alert_interval: float = 30.0
+    alert: tuple[Any, ...] = ()  # pgsyslog.alerts.rules.AlertRule, checked at load
 
     @property
-    def listeners(self) -> list[tuple[Literal["udp", "tcp", "tls"], Endpoint]]:
-        udp: list[tuple[Literal["udp", "tcp", "tls"], Endpoint]] = [("udp", e) for e in self.udp]
-        return udp + [("tcp", e) for e in self.tcp] + [("tls", e) for e in self.tls]
+    def listeners(self) -> list[tuple[ListenerKind, Endpoint]]:
+        kinds: tuple[tuple[ListenerKind, tuple[Endpoint, ...]], ...] = (
+            ("udp", self.udp), ("tcp", self.tcp), ("tls", self.tls),
+            ("relp", self.relp), ("relp_tls", self.relp_tls))
+        return [(kind, endpoint) for kind, endpoints in kinds for endpoint in endpoints]
+
+    @property
+    def uses_tls(self) -> bool:
+        """Whether a syslog listener needs tls_cert and tls_key."""
+        return bool(self.tls or self.relp_tls)
 
     @property
     def default_zone(self) -> ZoneInfo:
@@ -410,15 +432,49 @@ def _log_level(value: Any) -> str:
     return level
 
 
+_PEER_NAME_RE = re.compile(r"(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?"
+                           r"(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?")
+
+
+def _peer_names(value: Any) -> tuple[str, ...]:
+    names = []
+    for item in _as_list(value):
+        name = str(item).strip().lower()
+        if not _PEER_NAME_RE.fullmatch(name):
+            raise ValueError(f"{item!r} is not a host name or a wildcard such as "
+                             "*.example.net")
+        names.append(name)
+    return tuple(names)
+
+
+def _tls_version(value: Any) -> str:
+    text = str(value).strip()
+    if text not in {"1.2", "1.3"}:
+        raise ValueError(f"expected 1.2 or 1.3, got {value!r}")
+    return text
+
+
+def _alert_rules(value: Any) -> tuple[Any, ...]:
+    from pgsyslog.alerts.rules import parse_rules
+
+    rules: tuple[Any, ...] = parse_rules(value)
+    return rules
+
+
 CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "dsn": _dsn,
     "data_dir": lambda v: Path(str(v)).expanduser(),
     "udp": _endpoints,
     "tcp": _endpoints,
     "tls": _endpoints,
+    "relp": _endpoints,
+    "relp_tls": _endpoints,
     "tls_cert": _optional_path,
     "tls_key": _optional_path,
     "tls_client_ca": _optional_path,
+    "tls_permitted_peers": _peer_names,
+    "tls_min_version": _tls_version,
+    "tls_ciphers": _optional_str,
     "udp_receive_buffer": _whole(4 * KIB, GIB),  # the kernel caps it at rmem_max anyway
     "max_frame_length": _whole(480, 64 * MIB),  # 480: RFC 5426/6587 minimum a receiver takes
     "queue_size": _whole(1, 10_000_000),
@@ -446,10 +502,14 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "spool_fsync": _boolean,
     "http": _optional_endpoint,
     "http_token": _token,
+    "http_tls_cert": _optional_path,
+    "http_tls_key": _optional_path,
     "http_db_connections": _whole(1, 64),
     "http_max_response_bytes": _whole(64 * KIB, GIB),
     "http_stream_timeout": _positive_float,
     "log_level": _log_level,
+    "alert_interval": _positive_float,
+    "alert": _alert_rules,
 }
 assert set(CONVERTERS) == {f.name for f in fields(Config)}
 
@@ -507,8 +567,12 @@ def build_config(*layers: Mapping[str, Any]) -> Config:
 
 def check_consistency(config: Config) -> None:
     """Settings that are each fine but do not go together (pure: looks at no file)."""
-    if config.tls and not (config.tls_cert and config.tls_key):
-        raise ConfigError("tls", "a TLS listener needs tls_cert and tls_key")
+    if config.uses_tls and not (config.tls_cert and config.tls_key):
+        kind = "tls" if config.tls else "relp_tls"
+        raise ConfigError(kind, "a TLS listener needs tls_cert and tls_key")
+    if (config.http_tls_cert is None) != (config.http_tls_key is None):
+        missing = "http_tls_key" if config.http_tls_key is None else "http_tls_cert"
+        raise ConfigError(missing, "HTTPS needs both http_tls_cert and http_tls_key")
     if config.queue_size < config.batch_rows:
         raise ConfigError("queue_size", f"must be at least batch_rows ({config.batch_rows:,}), "
                           f"got {config.queue_size:,}: a batch is taken from the queue")
@@ -547,7 +611,7 @@ def check_startup(config: Config) -> None:
     if not config.listeners:
         raise ConfigError("listeners", "give at least one listener: --udp, --tcp or --tls "
                           "HOST:PORT (udp, tcp or tls in the config file)")
-    if config.tls:
+    if config.uses_tls:
         check_tls_files(config)
     if config.dsn is None or config.spool_max_bytes > 0:
         problem = data_dir_problem(config.data_dir)

@@ -11,7 +11,7 @@ from datetime import datetime, tzinfo
 from typing import Any, Literal, TypeAlias
 
 Format: TypeAlias = Literal["rfc5424", "rfc3164", "custom", "raw"]
-Transport: TypeAlias = Literal["udp", "tcp", "tls", "stdin"]
+Transport: TypeAlias = Literal["udp", "tcp", "tls", "relp", "file", "stdin"]
 SDValue: TypeAlias = str | list[str]
 StructuredData: TypeAlias = dict[str, dict[str, SDValue]]
 
@@ -59,6 +59,8 @@ class Record:
     source_ip: str | None
     parse_error: str | None
     raw: bytes | None
+    # The name a TLS client certificate was permitted under (tls_permitted_peers).
+    peer_name: str | None = None
 
     def add_error(self, reason: str, data: bytes) -> None:
         """Mark the record as only partly understood, keeping the original bytes."""

@@ -48,7 +48,7 @@ NOW = datetime.now(UTC)
 
 def row(i: int) -> StoredMessage:
     return StoredMessage(i, NOW, None, 1, 5, "h", "app", None, None, None, f"m{i}", "raw",
-                         "tcp", None, None, None)
+                         "tcp", None, None, None, None)
 
 
 def messages_of(rows: Sequence[StoredMessage]) -> list[str]:

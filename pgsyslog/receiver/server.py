@@ -407,6 +407,8 @@ class Receiver:
                     self._stream_servers.append(tls_server)
                     self._tls_servers.append(tls_server)
                     bound = tls_server.sockets[0].getsockname()
+                elif transport != "tcp":
+                    raise StartupError(f"{transport} listeners are not built yet")
                 else:
                     shared = StreamListener(transport, self.intake, self.state.registry,
                                             AllowList(cfg.tcp_allow))

@@ -32,7 +32,7 @@ AsyncConnection = psycopg.AsyncConnection[Any]
 # PostgreSQL type names of RECORD_COLUMNS, in order, for COPY ... (FORMAT BINARY).
 COLUMN_TYPES = (
     "timestamptz", "timestamptz", "int2", "int2", "text", "text", "text", "text",
-    "jsonb", "text", "text", "text", "inet", "text", "bytea",
+    "jsonb", "text", "text", "text", "inet", "text", "bytea", "text",
 )
 assert len(COLUMN_TYPES) == len(RECORD_COLUMNS)
 
@@ -99,7 +99,7 @@ def record_row(r: Record) -> tuple[Any, ...]:
     return (
         r.received_at, r.event_time, r.facility, r.severity, r.hostname, r.app_name,
         r.procid, r.msgid, r.structured_data, r.message, r.format, r.transport,
-        _inet(r.source_ip), r.parse_error, r.raw,
+        _inet(r.source_ip), r.parse_error, r.raw, r.peer_name,
     )
 
 

@@ -31,6 +31,7 @@ class StoredMessage:
     source_ip: Any  # ipaddress.IPv4Address / IPv6Address, or None
     parse_error: str | None
     raw: bytes | None
+    peer_name: str | None
 
 
 
@@ -53,4 +54,5 @@ def message_json(m: StoredMessage) -> dict[str, Any]:
         "source_ip": None if m.source_ip is None else str(m.source_ip),
         "parse_error": m.parse_error,
         "raw": None if m.raw is None else base64.b64encode(m.raw).decode("ascii"),
+        "peer_name": m.peer_name,
     }

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
+    Identity,
     Index,
+    Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     Sequence,
     SmallInteger,
     Table,
@@ -68,10 +72,12 @@ def _record_columns() -> list[Column[object]]:
         Column("format", Text,
                CheckConstraint("format IN ('rfc5424', 'rfc3164', 'custom', 'raw')"),
                nullable=False, comment="how the message was parsed"),
-        Column("transport", Text, nullable=False, comment="udp, tcp or tls"),
+        Column("transport", Text, nullable=False, comment="udp, tcp, tls, relp or file"),
         Column("source_ip", INET, comment="the peer address"),
         Column("parse_error", Text, comment="why the message was only partly understood"),
         Column("raw", LargeBinary, comment="the original bytes, kept only with parse_error"),
+        Column("peer_name", Text,
+               comment="the name the TLS client certificate was permitted under; null without"),
     ]
 
 
@@ -86,6 +92,7 @@ messages = Table(
     Index("messages_app_name_received_at", "app_name", "received_at"),
     Index("messages_severity", "severity"),
     Index("messages_id", "id"),
+    Index("messages_event_time", "event_time"),
     Index(
         "messages_fulltext",
         text(f"{TSVECTOR_FUNCTION}(app_name, message)"),
@@ -121,6 +128,78 @@ batches = Table(
     Index("batches_first_id", "first_id"),
     Index("batches_committed_at_brin", "committed_at", postgresql_using="brin"),
     comment="one row per committed batch: retries and replays never write a batch twice",
+)
+
+imported_files = Table(
+    "imported_files",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("device", BigInteger, nullable=False, comment="st_dev of the file when last read"),
+    Column("inode", BigInteger, nullable=False, comment="st_ino of the file when last read"),
+    Column("head_sha256", LargeBinary, nullable=False,
+           comment="SHA-256 of the first head_length bytes of the content (decompressed)"),
+    Column("head_length", Integer, nullable=False, comment="how many bytes head_sha256 covers"),
+    Column("path", Text, nullable=False, comment="where the file was last read from"),
+    Column("compressed", Boolean, nullable=False, server_default=text("false"),
+           comment="whether that path was gzip"),
+    Column("position", BigInteger, nullable=False, server_default=text("0"),
+           comment="bytes of the content (decompressed) imported so far, on a line boundary"),
+    Column("lines", BigInteger, nullable=False, server_default=text("0"),
+           comment="lines imported so far"),
+    Column("updated_at", TIMESTAMP(timezone=True), nullable=False,
+           server_default=text("now()"), comment="when position last moved"),
+    Index("imported_files_head_sha256", "head_sha256"),
+    Index("imported_files_device_inode", "device", "inode"),
+    comment="files read by pgsyslog import: how far each one has been imported",
+)
+
+alert_state = Table(
+    "alert_state",
+    metadata,
+    Column("rule", Text, nullable=False, comment="the rule's name"),
+    Column("group_key", Text, nullable=False, server_default=text("''"),
+           comment="the group_by value (host or app); empty without group_by"),
+    Column("status", Text, CheckConstraint("status IN ('firing', 'resolved')"),
+           nullable=False, comment="firing or resolved"),
+    Column("started_at", TIMESTAMP(timezone=True), nullable=False,
+           comment="when the current status began"),
+    Column("evaluated_at", TIMESTAMP(timezone=True), nullable=False,
+           comment="when the rule was last evaluated for this group"),
+    Column("last_count", BigInteger, nullable=False, comment="rows matched at that evaluation"),
+    Column("samples", JSONB, comment="a few matching rows, as the API shows them"),
+    Column("notified_status", Text,
+           comment="the status last handed to the notifiers; differs from status until sent"),
+    PrimaryKeyConstraint("rule", "group_key", name="alert_state_pkey"),
+    comment="each alert's current status: one row per rule and group",
+)
+
+alert_history = Table(
+    "alert_history",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("rule", Text, nullable=False),
+    Column("group_key", Text, nullable=False, server_default=text("''")),
+    Column("status", Text, nullable=False, comment="the status entered: firing or resolved"),
+    Column("at", TIMESTAMP(timezone=True), nullable=False, server_default=text("now()")),
+    Column("count", BigInteger, nullable=False, comment="rows matched when it changed"),
+    Index("alert_history_rule_at", "rule", "at"),
+    comment="every change of an alert's status",
+)
+
+alert_notifications = Table(
+    "alert_notifications",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("rule", Text, nullable=False),
+    Column("group_key", Text, nullable=False, server_default=text("''")),
+    Column("status", Text, nullable=False, comment="the status notified: firing or resolved"),
+    Column("target", Text, nullable=False, comment="the notify URL"),
+    Column("attempt", Integer, nullable=False, comment="1 for the first try"),
+    Column("at", TIMESTAMP(timezone=True), nullable=False, server_default=text("now()")),
+    Column("http_status", Integer, comment="the answer's status code; null when none came"),
+    Column("error", Text, comment="why the attempt failed, when it did"),
+    Index("alert_notifications_rule_at", "rule", "at"),
+    comment="every notification attempt and how it went",
 )
 
 RECORD_COLUMNS: tuple[str, ...] = tuple(c.name for c in _record_columns())

@@ -95,6 +95,7 @@ def record_to_json(record: Record) -> dict[str, Any]:
         "transport": record.transport,
         "source_ip": record.source_ip,
         "raw": None if record.raw is None else base64.b64encode(record.raw).decode(),
+        "peer_name": record.peer_name,
     }
 
 
@@ -109,6 +110,7 @@ def record_from_json(obj: dict[str, Any]) -> Record:
         structured_data=obj["structured_data"], message=obj["message"], format=obj["format"],
         transport=obj["transport"], source_ip=obj["source_ip"],
         parse_error=obj["parse_error"], raw=None if raw is None else base64.b64decode(raw),
+        peer_name=obj.get("peer_name"),  # absent in frames spooled before 0.3
     )
 
 
