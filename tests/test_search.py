@@ -113,7 +113,7 @@ def test_json_has_every_field_with_iso_times(logs: str) -> None:
     row = json.loads(result.output)
     assert set(row) == {"id", "received_at", "event_time", "facility", "severity", "hostname",
                         "app_name", "procid", "msgid", "structured_data", "message", "format",
-                        "transport", "source_ip", "parse_error", "raw"}
+                        "transport", "source_ip", "parse_error", "raw", "peer_name"}
     assert datetime.fromisoformat(row["received_at"]) == ROWS["index"][1].received_at
     assert datetime.fromisoformat(row["event_time"]) == ROWS["index"][1].event_time
     assert (row["procid"], row["msgid"], row["structured_data"]) == ("1234", "ID47", SD)

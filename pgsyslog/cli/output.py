@@ -22,6 +22,7 @@ from pgsyslog.storage.filters import severity_label
 from pgsyslog.storage.rows import StoredMessage, message_json
 
 OUTPUTS = ("table", "json", "raw")
+NO_ENTRIES = "-- No entries --"
 MAX_COLUMN = 32  # host and app columns grow up to this width; longer values overflow
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -59,6 +60,13 @@ class Printer:
         else:
             lines = self._table(rows)
         click.echo("\n".join(lines), color=None)
+
+    def print_result(self, rows: Sequence[StoredMessage]) -> None:
+        """A whole answer: its rows, or in a table ``-- No entries --`` when there are none
+        (as journalctl says it; json and raw print nothing, for scripts)."""
+        if not rows and self.output == "table":
+            click.echo(NO_ENTRIES)
+        self.print(rows)
 
     def _table(self, rows: Sequence[StoredMessage]) -> list[str]:
         for m in rows:

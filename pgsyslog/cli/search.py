@@ -35,4 +35,4 @@ def search(config: Config, query: Query, limit: int, reverse: bool) -> None:
     with database_url(config) as url, database.connect(url) as conn:
         rows = fetch_messages(conn, stmt)
     with stdout_closed_quietly():
-        Printer(query.output, query.zone).print(rows)
+        Printer(query.output, query.zone).print_result(rows)

@@ -50,7 +50,8 @@ def tail(config: Config, query: Query, lines: int, follow: bool) -> None:
             _follow(url, query, lines, printer)
             return
         with database.connect(url, autocommit=True) as conn:
-            printer.print(fetch_messages(conn, search_statement(query.filters, lines))[::-1])
+            printer.print_result(
+                fetch_messages(conn, search_statement(query.filters, lines))[::-1])
 
 
 class CtrlC:

@@ -1,8 +1,9 @@
-"""Query-string parameters of /api/search and /api/tail: the filters of the CLI.
+"""Query-string parameters of the API (search, tail, histogram, facets): the CLI's filters.
 
 Times without an offset are UTC here (the CLI reads them in the machine's zone). A
-parameter the endpoint does not know, or one given twice, is an error rather than
-silently ignored, so that a typo does not return everything. Every value that could
+parameter the endpoint does not know, or one given twice (but for the filters that mean
+"any of them" when repeated: host, app, procid, msgid, source, peer), is an error rather
+than silently ignored, so that a typo does not return everything. Every value that could
 not reach the database as it is (a NUL, which PostgreSQL refuses in text; a number too
 large for bigint; a time outside the calendar) is a FilterError here, so that bad input
 is a 400 saying which parameter, never a failed query (tests/test_http_fuzz.py).
@@ -10,23 +11,14 @@ is a 400 saying which parameter, never a failed query (tests/test_http_fuzz.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TypeVar
 
 from multidict import MultiMapping
 
-from pgsyslog.storage.filters import (
-    FilterError,
-    Filters,
-    parse_facility,
-    parse_severity,
-    parse_time,
-)
+from pgsyslog.storage.filters import FILTER_NAMES, REPEATABLE, FilterError, Filters, parse_filters
 
-T = TypeVar("T")
-
-FILTER_PARAMS = ("q", "host", "app", "severity", "facility", "since", "until")
+FILTER_PARAMS = FILTER_NAMES
 MAX_ID = 2**63 - 1  # ids are bigint
 
 
@@ -41,39 +33,29 @@ def _text_problem(value: str) -> str | None:
 
 
 def checked(query: MultiMapping[str], known: tuple[str, ...]) -> dict[str, str]:
-    """The parameters as a plain mapping, each known, given once and fit for a query."""
+    """The parameters as a plain mapping (the first value of each), each known, given
+    once unless it is a filter that may repeat, and fit for a query."""
     unknown = sorted(set(query) - set(known))
     if unknown:
         raise FilterError(f"unknown parameter {unknown[0]!r}; known: {', '.join(known)}")
-    for name in query:
-        if len(query.getall(name)) > 1:
+    for name in set(query):
+        values = query.getall(name)
+        if len(values) > 1 and name not in REPEATABLE:
             raise FilterError(f"{name}: give it once")
-        problem = _text_problem(query[name])
-        if problem:
-            raise FilterError(f"{name}: the value {problem}")
-    return dict(query)
+        for value in values:
+            problem = _text_problem(value)
+            if problem:
+                raise FilterError(f"{name}: the value {problem}")
+    return {name: query[name] for name in query}
 
 
-def _parsed(params: Mapping[str, str], name: str, parse: Callable[[str], T]) -> T | None:
-    value = params.get(name)
-    if value is None:
-        return None
+def filters_from(query: MultiMapping[str], now: datetime) -> Filters:
+    """The filter parameters (checked first) as Filters; ``host=a&host=b`` is either."""
+    texts = {name: query.getall(name) for name in FILTER_NAMES if name in query}
     try:
-        return parse(value)
+        return parse_filters(texts, now, UTC)
     except FilterError as e:
-        raise FilterError(f"{name}: {e}") from None
-    except (ValueError, OverflowError):  # a digit int() refuses, a time out of range
-        raise FilterError(f"{name}: {value!r} is not a value {name} can take") from None
-
-
-def filters_from(params: Mapping[str, str], now: datetime) -> Filters:
-    def time(value: str) -> datetime:
-        return parse_time(value, now, UTC).astimezone(UTC)
-
-    return Filters(words=(params.get("q") or "").strip() or None, host=params.get("host"),
-                   app=params.get("app"), severity=_parsed(params, "severity", parse_severity),
-                   facility=_parsed(params, "facility", parse_facility),
-                   since=_parsed(params, "since", time), until=_parsed(params, "until", time))
+        raise FilterError(f"{e.param}: {e}" if e.param else str(e)) from None
 
 
 def whole_number(text: str, low: int, high: int) -> int | None:

@@ -68,7 +68,7 @@ def _arguments(request: web.Request) -> tuple[Filters, int, int | None]:
     """The filters, backlog and resume point asked for; 400 saying what is wrong."""
     try:
         params = checked(request.query, PARAMS)
-        filters = filters_from(params, datetime.now(UTC))
+        filters = filters_from(request.query, datetime.now(UTC))
         backlog = int_param(params, "n", 0, 0, MAX_BACKLOG) or 0
         after = last_event_id(request.headers.get("Last-Event-ID"))
     except FilterError as e:

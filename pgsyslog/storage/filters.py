@@ -1,15 +1,19 @@
 """What a query asks for, and the words people use for it: severities, facilities, times.
 
-Shared by the CLI and the HTTP API, so that ``--severity warning`` and ``?severity=warning``
-mean the same. Parsing never touches the database; a bad value raises
-:class:`FilterError` with a one-line reason.
+Shared by the CLI, the HTTP API, the console and alert rules: all of them build their
+Filters with :func:`parse_filters`, so that ``--severity warning`` and
+``?severity=warning`` mean the same. Parsing never touches the database; a bad value
+raises :class:`FilterError` with a one-line reason and the name of the filter.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta, tzinfo
+from datetime import UTC, datetime, time, timedelta, tzinfo
+from ipaddress import IPv4Network, IPv6Network, ip_network
+from typing import Literal, TypeAlias, TypeVar
 
 from pgsyslog.record import SEVERITY_LABELS, SEVERITY_NAMES
 
@@ -27,20 +31,39 @@ _UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600,
 
 
 class FilterError(ValueError):
-    """A filter value that means nothing; the message says which and why, in one line."""
+    """A filter value that means nothing; the message says which and why, in one line.
+
+    ``param`` names the filter (``severity``, ``host``...) when the parser knows it, so
+    that the CLI can name the flag and the API the parameter."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+TimeColumn = Literal["received", "event"]
+TIME_COLUMNS: tuple[TimeColumn, ...] = ("received", "event")
+Network: TypeAlias = IPv4Network | IPv6Network
 
 
 @dataclass(frozen=True, slots=True)
 class Filters:
-    """Conditions on syslog.messages; None means "any"."""
+    """Conditions on syslog.messages; None or () means "any". Several values of one
+    filter (hosts, apps...) mean any of them."""
 
     words: str | None = None  # websearch_to_tsquery text: word, "a phrase", -excluded, or
-    host: str | None = None
-    app: str | None = None
+    hosts: tuple[str, ...] = ()
+    apps: tuple[str, ...] = ()
+    procids: tuple[str, ...] = ()
+    msgids: tuple[str, ...] = ()
+    sources: tuple[Network, ...] = ()  # source_ip <<= any of these
+    peers: tuple[str, ...] = ()  # peer_name, the TLS client's permitted name
     severity: int | None = None  # this or worse: severity <= this
+    most_severe: int | None = None  # a range's other end: severity >= this
     facility: int | None = None
-    since: datetime | None = None  # received_at >= since
-    until: datetime | None = None  # received_at < until
+    since: datetime | None = None  # time >= since
+    until: datetime | None = None  # time < until
+    time: TimeColumn = "received"  # received_at, or event_time (the message's own)
 
     @property
     def empty(self) -> bool:
@@ -56,6 +79,18 @@ def parse_severity(text: str) -> int:
         return SEVERITY_NAMES[value]
     raise FilterError(f"{text!r} is not a severity: give 0-7 or one of "
                       f"{', '.join(SEVERITY_LABELS)}")
+
+
+def parse_severity_range(text: str) -> tuple[int | None, int]:
+    """``err`` (this or worse: (None, 3)) or a range ``err..crit`` as journalctl reads it,
+    in either order, names or numbers: (most severe, least severe), here (2, 3). An open
+    end (``..err``, ``err..``) reaches emerg or debug."""
+    if ".." not in text:
+        return None, parse_severity(text)
+    first, _, second = text.partition("..")
+    ends = [parse_severity(end) if end.strip() else default
+            for end, default in ((first, 0), (second, 7))]
+    return min(ends), max(ends)
 
 
 def parse_facility(text: str) -> int:
@@ -92,3 +127,89 @@ def parse_time(text: str, now: datetime, zone: tzinfo) -> datetime:
 
 def severity_label(severity: int) -> str:
     return SEVERITY_LABELS[severity] if 0 <= severity <= 7 else str(severity)
+
+
+def parse_source(text: str) -> Network:
+    """An IP address or a CIDR network (``192.0.2.7``, ``10.0.0.0/8``, ``2001:db8::/32``);
+    host bits after the prefix are ignored, as PostgreSQL's ``<<=`` would."""
+    try:
+        return ip_network(text.strip(), strict=False)
+    except ValueError:
+        raise FilterError(f"{text!r} is not an IP address or network (192.0.2.7, "
+                          "10.0.0.0/8, 2001:db8::/32)") from None
+
+
+def parse_time_column(text: str) -> TimeColumn:
+    value = text.strip().lower()
+    for column in TIME_COLUMNS:
+        if value == column:
+            return column
+    raise FilterError(f"{text!r} is not a time to filter by: give received (when pgsyslog "
+                      "got the message) or event (the time the message states)")
+
+
+# The filters by name, as the API's parameters and the CLI's flags call them.
+FILTER_NAMES = ("q", "host", "app", "procid", "msgid", "source", "peer", "severity",
+                "facility", "since", "until", "time")
+REPEATABLE = frozenset({"host", "app", "procid", "msgid", "source", "peer"})
+
+T = TypeVar("T")
+
+
+def _one(values: Mapping[str, Sequence[str]], name: str) -> str | None:
+    given = values.get(name) or ()
+    if len(given) > 1:
+        raise FilterError("give it once", name)
+    return given[0] if given else None
+
+
+def _parsed(values: Mapping[str, Sequence[str]], name: str,
+            parse: Callable[[str], T]) -> T | None:
+    """The one value of ``name`` parsed, or None; a FilterError naming ``name``."""
+    text = _one(values, name)
+    if text is None:
+        return None
+    try:
+        return parse(text)
+    except FilterError as e:
+        raise FilterError(str(e), name) from None
+    except (ValueError, OverflowError):  # a digit int() refuses, a time out of range
+        raise FilterError(f"{text!r} is not a value {name} can take", name) from None
+
+
+def _many(values: Mapping[str, Sequence[str]], name: str,
+          parse: Callable[[str], T]) -> tuple[T, ...]:
+    result = []
+    for text in values.get(name) or ():
+        try:
+            result.append(parse(text))
+        except FilterError as e:
+            raise FilterError(str(e), name) from None
+    return tuple(result)
+
+
+def parse_filters(values: Mapping[str, Sequence[str]], now: datetime, zone: tzinfo
+                  ) -> Filters:
+    """Filters from their text by name (FILTER_NAMES; each a list of the values given):
+    the one parser behind the CLI's flags and the API's parameters. Times without an
+    offset are read in ``zone``. A bad value raises FilterError naming the filter."""
+    unknown = sorted(set(values) - set(FILTER_NAMES))
+    if unknown:
+        raise FilterError(f"unknown filter {unknown[0]!r}", unknown[0])
+    severities = _parsed(values, "severity", parse_severity_range)
+    most_severe, severity = severities if severities is not None else (None, None)
+
+    def when(text: str) -> datetime:
+        # In UTC: a time the calendar cannot hold there (0001-01-01T00:00+14:00) is an
+        # error now, not a failed query later.
+        return parse_time(text, now, zone).astimezone(UTC)
+
+    return Filters(
+        words=(_one(values, "q") or "").strip() or None,
+        hosts=_many(values, "host", str), apps=_many(values, "app", str),
+        procids=_many(values, "procid", str), msgids=_many(values, "msgid", str),
+        sources=_many(values, "source", parse_source), peers=_many(values, "peer", str),
+        severity=severity, most_severe=most_severe,
+        facility=_parsed(values, "facility", parse_facility),
+        since=_parsed(values, "since", when), until=_parsed(values, "until", when),
+        time=_parsed(values, "time", parse_time_column) or "received")
