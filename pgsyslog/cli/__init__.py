@@ -16,6 +16,7 @@ import click
 from pgsyslog import __version__
 from pgsyslog.cli.db import db, dsn
 from pgsyslog.cli.errors import OperatorError
+from pgsyslog.cli.import_ import import_
 from pgsyslog.cli.parse import parse
 from pgsyslog.cli.partitions import partitions
 from pgsyslog.cli.search import search
@@ -59,7 +60,8 @@ def cli() -> None:
     """A syslog receiver that stores every message in day-partitioned PostgreSQL."""
 
 
-for command in (serve, check_config, parse, dsn, db, partitions, search, tail, stats):
+for command in (serve, check_config, parse, dsn, db, partitions, search, tail, stats,
+                import_):
     cli.add_command(command)
 
 

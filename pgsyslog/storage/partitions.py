@@ -16,7 +16,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -217,6 +217,12 @@ def ensure_partitions(conn: Connection, today: date, ahead: int) -> list[str]:
         if create_partition(conn, day):
             created.append(partition_name(day))
     return created
+
+
+def ensure_days(conn: Connection, days: Iterable[date]) -> list[str]:
+    """Make sure the partitions of these days exist, however old (an import of old logs);
+    return those created."""
+    return [partition_name(day) for day in sorted(set(days)) if create_partition(conn, day)]
 
 
 def list_partitions(conn: Connection) -> list[PartitionInfo]:

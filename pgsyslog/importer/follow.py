@@ -1,0 +1,178 @@
+"""`pgsyslog import --follow`: read files as they grow, across rotation, as ``tail -F``.
+
+Each path is looked at every POLL_INTERVAL seconds when it has nothing new. A path that
+now names another file (rotation by rename) has its old file read to its end first, then
+the new one from its start; a file that became shorter than what was read, or whose first
+bytes changed (copytruncate), is read again from the start as a new file. At start, a
+file last read at the path and renamed since within its directory (a rotation while
+follow was down) is read to its end first. Positions are stored with every batch, so a
+restart resumes without gaps or duplicates (test_import_follow.py::
+test_follow_across_rotations_and_restarts_stores_every_line_once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from pgsyslog.importer.run import Importer, OpenFile
+from pgsyslog.importer.source import Source, SourceError, open_source
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL = 0.5  # seconds between two looks at a file that had nothing new
+GROUPS_PER_TURN = 20  # groups one file may store before the next file has its turn
+
+_LAST_AT_PATH = """
+    SELECT device, inode FROM syslog.imported_files WHERE path = %s
+    ORDER BY updated_at DESC LIMIT 1
+"""
+
+
+class Change(enum.Enum):
+    NONE = "none"
+    GONE = "gone"  # nothing at the path (between a rename and the new file)
+    RENAMED = "renamed"  # the path names another file now
+    TRUNCATED = "truncated"  # the same file, shorter than what was read, or rewritten
+
+
+def change_of(opened: os.stat_result, at_path: os.stat_result | None, read_to: int,
+              head_changed: bool) -> Change:
+    """What happened to a followed file, from the stat of its open descriptor and of its
+    path (None: missing). Pure."""
+    if at_path is None:
+        return Change.GONE
+    if (at_path.st_dev, at_path.st_ino) != (opened.st_dev, opened.st_ino):
+        return Change.RENAMED
+    if at_path.st_size < read_to or head_changed:
+        return Change.TRUNCATED
+    return Change.NONE
+
+
+@dataclass
+class Followed:
+    path: str
+    opened: OpenFile
+
+
+class Follower:
+    """Follows several paths on one importer until ``stop`` is set."""
+
+    def __init__(self, importer: Importer, stop: asyncio.Event) -> None:
+        self.importer = importer
+        self.stop = stop
+
+    async def run(self, paths: list[str]) -> list[OpenFile]:
+        """Follow until stopped; return every file read (for the summary)."""
+        done: list[OpenFile] = []
+        followed = []
+        for path in paths:
+            await self._catch_up_rotated(path, done)
+            followed.append(Followed(path, await self.importer.open(open_source(path))))
+        while not self.stop.is_set():
+            busy = False
+            for item in followed:
+                busy |= await self._turn(item, done)
+            if not busy:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), POLL_INTERVAL)
+        return done + [item.opened for item in followed]
+
+    async def _turn(self, item: Followed, done: list[OpenFile]) -> bool:
+        """Store what is new in the file, or look for a rotation; True when lines came."""
+        if await self._read_new(item.opened, final=False):
+            return True
+        change = _look(item)
+        if change is Change.RENAMED:
+            await self._read_new(item.opened, final=True, limit=None)
+            log.info("%s was rotated: its old file is read to its end, the new one from its "
+                     "start", item.path)
+        elif change is Change.TRUNCATED:
+            log.info("%s was truncated or rewritten: reading it from its start", item.path)
+        else:
+            return False
+        return await self._reopen(item, done)
+
+    async def _reopen(self, item: Followed, done: list[OpenFile]) -> bool:
+        try:
+            source = open_source(item.path)
+        except SourceError as e:
+            log.warning("%s; trying again", e)  # gone again, or not readable yet
+            return False
+        item.opened.source.close()
+        done.append(item.opened)
+        item.opened = await self.importer.open(source)
+        return True
+
+    async def _read_new(self, opened: OpenFile, *, final: bool,
+                        limit: int | None = GROUPS_PER_TURN) -> bool:
+        stored = 0
+        while (limit is None or stored < limit) and not self.stop.is_set():
+            group = opened.reader.group(self.importer.settings.batch_rows, final=final)
+            if group is None:
+                break
+            await self.importer.store_group(opened, group)
+            stored += 1
+        return stored > 0
+
+    async def _catch_up_rotated(self, path: str, done: list[OpenFile]) -> None:
+        """Read to its end a file last read at ``path`` and renamed since (in its
+        directory), so that lines written to it while follow was down are not missed."""
+        renamed = await self._renamed_since(path)
+        if renamed is None:
+            return
+        opened = await self.importer.open(open_source(renamed))
+        if opened.state.id is None:
+            return  # not the file read before after all (its first bytes differ)
+        log.info("%s was rotated to %s since the last run: reading that to its end", path,
+                 renamed)
+        await self.importer.import_all(opened, self.stop)
+        opened.source.close()
+        done.append(opened)
+
+    async def _renamed_since(self, path: str) -> str | None:
+        async with self.importer.conn.cursor() as cur:
+            await cur.execute(_LAST_AT_PATH, (os.path.abspath(path),))
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        with contextlib.suppress(OSError):
+            here = os.stat(path)
+            if (here.st_dev, here.st_ino) == tuple(row):
+                return None
+        return _find_inode(Path(path).parent, int(row[0]), int(row[1]))
+
+
+def _find_inode(directory: Path, device: int, inode: int) -> str | None:
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return None
+    for entry in entries:
+        with contextlib.suppress(OSError):
+            if entry.inode() == inode and entry.is_file() and entry.stat().st_dev == device:
+                return entry.path
+    return None
+
+
+def _look(item: Followed) -> Change:
+    source = item.opened.source
+    try:
+        at_path: os.stat_result | None = os.stat(item.path)
+    except FileNotFoundError:
+        at_path = None
+    opened = os.fstat(source.raw.fileno())
+    return change_of(opened, at_path, item.opened.reader.position, _head_changed(source))
+
+
+def _head_changed(source: Source) -> bool:
+    identity = source.identity
+    if identity is None or source.compressed:
+        return False
+    now = os.pread(source.raw.fileno(), len(identity.head), 0)
+    return now != identity.head

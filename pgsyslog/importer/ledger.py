@@ -1,0 +1,83 @@
+"""syslog.imported_files: how far each file has been imported.
+
+A file's position moves in the transaction that stores its lines, and only from the
+position this import started from (compare and set): a crash loses nothing and stores
+nothing twice, and two imports of one file at once cannot both write the same lines
+(test_import.py::test_a_kill_in_the_middle_loses_and_repeats_nothing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from pgsyslog.importer.identity import HEAD_BYTES, FileIdentity, KnownFile, recognise
+
+AsyncConnection = psycopg.AsyncConnection[Any]
+
+_CANDIDATES = """
+    SELECT id, device, inode, head_sha256, head_length, path, position, lines
+    FROM syslog.imported_files
+    WHERE (device = %(device)s AND inode = %(inode)s) OR head_sha256 = %(head)s
+       OR head_length < %(full)s
+"""
+_INSERT = """
+    INSERT INTO syslog.imported_files
+        (device, inode, head_sha256, head_length, path, compressed, position, lines)
+    VALUES (%(device)s, %(inode)s, %(head)s, %(head_length)s, %(path)s, %(compressed)s,
+            %(position)s, %(lines)s)
+    RETURNING id
+"""
+_ADVANCE = """
+    UPDATE syslog.imported_files
+    SET device = %(device)s, inode = %(inode)s, head_sha256 = %(head)s,
+        head_length = %(head_length)s, path = %(path)s, compressed = %(compressed)s,
+        position = %(position)s, lines = lines + %(lines)s, updated_at = now()
+    WHERE id = %(id)s AND position = %(start)s
+"""
+
+
+class ConcurrentImport(Exception):
+    """Another import moved this file's position meanwhile; the message is one line."""
+
+
+@dataclass
+class FileState:
+    """Where the import of one file stands (id None: not in imported_files yet)."""
+
+    id: int | None
+    position: int
+    lines: int
+
+
+async def find(conn: AsyncConnection, identity: FileIdentity) -> KnownFile | None:
+    """The known file this one is, or None."""
+    params = {"device": identity.device, "inode": identity.inode,
+              "head": identity.head_sha256(), "full": HEAD_BYTES}
+    async with conn.cursor() as cur:
+        await cur.execute(_CANDIDATES, params)
+        rows = await cur.fetchall()
+    return recognise(identity, [KnownFile(*row) for row in rows])
+
+
+async def advance(conn: AsyncConnection, state: FileState, identity: FileIdentity, path: str,
+                  position: int, lines: int) -> int:
+    """Record the new position in the current transaction; return the file's id."""
+    params = {"device": identity.device, "inode": identity.inode,
+              "head": identity.head_sha256(), "head_length": len(identity.head),
+              "path": path, "compressed": identity.compressed, "position": position,
+              "lines": lines, "id": state.id, "start": state.position}
+    async with conn.cursor() as cur:
+        if state.id is None:
+            params["lines"] = state.lines + lines
+            await cur.execute(_INSERT, params)
+            row = await cur.fetchone()
+            assert row is not None
+            return int(row[0])
+        await cur.execute(_ADVANCE, params)
+        if cur.rowcount != 1:
+            raise ConcurrentImport(f"{path}: another import moved its position meanwhile; "
+                                   "this one stops (nothing was stored twice)")
+    return state.id

@@ -1,0 +1,182 @@
+"""The import loop: groups of lines, each stored with the file's new position.
+
+A group of ``batch_rows`` lines becomes one transaction: the records go in with the same
+binary COPY as serve (storage.copy.copy_records, batch identities in syslog.batches) and
+the file's position in syslog.imported_files moves to the end of the group. Partitions of
+the records' own days are made first, however old, with the lock-friendly code of
+maintenance. A row the database refuses is split off, as the writer does, and kept in
+syslog.unrouted; a failure of the database itself leaves this module (nothing of the
+group was committed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, tzinfo
+from typing import Any
+
+import psycopg
+
+from pgsyslog.importer import ledger
+from pgsyslog.importer.identity import KnownFile
+from pgsyslog.importer.lines import LineOptions, Tally, convert
+from pgsyslog.importer.progress import ImportProgress
+from pgsyslog.importer.source import LineGroup, LineReader, Source, reread_head
+from pgsyslog.receiver.write_policy import Failure, classify, describe
+from pgsyslog.record import Record
+from pgsyslog.storage import database, partitions
+from pgsyslog.storage.copy import copy_records, copy_unrouted, register_adapters
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ImportSettings:
+    batch_rows: int
+    default_tz: tzinfo
+    host: str | None = None
+    retention_days: int = 0
+
+
+@dataclass
+class OpenFile:
+    """A source being imported: where it stands and what became of its lines."""
+
+    source: Source
+    state: ledger.FileState
+    reader: LineReader
+    tally: Tally
+
+
+class Importer:
+    """Stores groups of lines of open files on one connection."""
+
+    def __init__(self, dsn: str, settings: ImportSettings, progress: ImportProgress) -> None:
+        self.dsn = dsn
+        self.settings = settings
+        self.progress = progress
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._days: set[date] = set()  # days whose partition is known to exist
+        self._warned_too_old = False
+        self.unrouted = 0
+
+    async def connect(self) -> None:
+        self._conn = await database.connect_async(self.dsn, autocommit=True)
+        register_adapters(self._conn)
+        self._days = await asyncio.to_thread(_partition_days, self.dsn)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            with contextlib.suppress(psycopg.Error, OSError):
+                await conn.close()
+
+    @property
+    def conn(self) -> psycopg.AsyncConnection[Any]:
+        assert self._conn is not None, "connect() first"
+        return self._conn
+
+    async def open(self, source: Source) -> OpenFile:
+        """Start at the position reached before, when this file was imported before."""
+        known = None if source.identity is None else await ledger.find(self.conn, source.identity)
+        return resume(source, known)
+
+    async def import_all(self, opened: OpenFile, stop: asyncio.Event) -> None:
+        """Read the file to its end (an unterminated last line included), group by group."""
+        self.progress.start(opened.source.name, opened.source.disk_size)
+        while not stop.is_set():
+            group = opened.reader.group(self.settings.batch_rows, final=True)
+            if group is None:
+                break
+            await self.store_group(opened, group)
+        self.progress.finish()
+
+    async def store_group(self, opened: OpenFile, group: LineGroup) -> None:
+        """Store one group and the file's new position in one transaction."""
+        source, state = opened.source, opened.state
+        converted = convert(group.lines, self._options(source))
+        await self._ensure_days(converted.records)
+        file_id = state.id
+        async with self.conn.transaction():
+            if converted.records:
+                await self._copy(converted.records)
+            if source.identity is not None:
+                source.identity = reread_head(source)
+                assert source.identity is not None
+                file_id = await ledger.advance(self.conn, state, source.identity, source.location,
+                                               group.end, len(group.lines))
+        state.id, state.position, state.lines = file_id, group.end, state.lines + len(group.lines)
+        converted.tally.bytes = sum(map(len, group.lines))
+        self._note(converted.tally)
+        opened.tally.add(converted.tally)
+        self.progress.update(opened.tally.lines, source.disk_position(group.end))
+
+    def _options(self, source: Source) -> LineOptions:
+        now = datetime.now(UTC)
+        return LineOptions(reference=source.mtime or now, now=now,
+                           default_tz=self.settings.default_tz, host=self.settings.host,
+                           retention_days=self.settings.retention_days)
+
+    def _note(self, tally: Tally) -> None:
+        if tally.too_old and not self._warned_too_old:
+            self._warned_too_old = True
+            log.warning("lines older than retention_days (%d) are skipped: their partitions "
+                        "would be dropped at once; the summary counts them",
+                        self.settings.retention_days)
+
+    async def _ensure_days(self, records: Sequence[Record], *, again: bool = False) -> None:
+        days = {r.received_at.date() for r in records}
+        missing = days if again else days - self._days
+        if missing:
+            await asyncio.to_thread(_make_partitions, self.dsn, missing)
+            self._days |= missing
+
+    async def _copy(self, records: Sequence[Record], *, partitions_made: bool = False) -> None:
+        """COPY the records in a savepoint; split off rows the database refuses."""
+        try:
+            async with self.conn.transaction():
+                await copy_records(self.conn, records)
+        except Exception as e:
+            failure = classify(e)
+            if failure is Failure.TRANSIENT or failure is Failure.DUPLICATE or self.conn.broken:
+                raise
+            if failure is Failure.NO_PARTITION and not partitions_made:
+                await self._ensure_days(records, again=True)  # dropped meanwhile
+                await self._copy(records, partitions_made=True)
+            elif len(records) == 1:
+                await self._copy_unrouted(records, describe(e))
+            else:
+                middle = len(records) // 2
+                await self._copy(records[:middle], partitions_made=partitions_made)
+                await self._copy(records[middle:], partitions_made=partitions_made)
+
+    async def _copy_unrouted(self, records: Sequence[Record], error: str) -> None:
+        async with self.conn.transaction():
+            await copy_unrouted(self.conn, records, error)
+        self.unrouted += len(records)
+        log.warning("a line refused by syslog.messages is kept in syslog.unrouted: %s", error)
+
+
+def resume(source: Source, known: KnownFile | None) -> OpenFile:
+    """An open file positioned after what was imported of it before."""
+    if known is None:
+        state, tally = ledger.FileState(None, 0, 0), Tally()
+    else:
+        source.seek(known.position)
+        state = ledger.FileState(known.id, known.position, known.lines)
+        tally = Tally(already=known.lines)
+    return OpenFile(source, state, LineReader(source.stream, state.position), tally)
+
+
+def _partition_days(dsn: str) -> set[date]:
+    with database.connect(dsn) as conn:
+        return {p.day for p in partitions.list_partitions(conn)}
+
+
+def _make_partitions(dsn: str, days: set[date]) -> None:
+    with database.connect(dsn, autocommit=True) as conn:
+        partitions.ensure_days(conn, days)  # each creation is logged

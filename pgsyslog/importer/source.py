@@ -1,0 +1,191 @@
+"""Opening a log file (plain or gzip, told by its magic bytes) and reading it as lines.
+
+Offsets are bytes of the content, decompressed: that is the position imported_files
+keeps, on a line boundary. Lines are split on LF only; the parsers drop a trailing CR.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import stat
+import sys
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import BinaryIO
+
+from pgsyslog.importer.identity import HEAD_BYTES, FileIdentity
+
+GZIP_MAGIC = b"\x1f\x8b"
+STDIN = "-"
+READ_SIZE = 1 << 20  # bytes per read: a few thousand lines, a batch or two
+# What a damaged or cut-off gzip file raises while it is read.
+GZIP_ERRORS = (gzip.BadGzipFile, EOFError, zlib.error)
+
+
+class SourceError(Exception):
+    """A file cannot be read; the message is one line naming it."""
+
+
+@dataclass
+class Source:
+    """An open file (or standard input): its content stream and what identifies it."""
+
+    name: str  # as the operator gave it
+    raw: BinaryIO  # the bytes on disk
+    stream: BinaryIO  # the content: raw, or raw decompressed
+    identity: FileIdentity | None  # None for standard input: it is never recognised
+    mtime: datetime | None  # None for standard input
+    disk_size: int | None  # None when unknown (a pipe)
+
+    @property
+    def location(self) -> str:
+        """The absolute path, as imported_files keeps it."""
+        return os.path.abspath(self.name)
+
+    @property
+    def compressed(self) -> bool:
+        return self.stream is not self.raw
+
+    def disk_position(self, content_position: int) -> int:
+        """Bytes of the file on disk read so far (for progress)."""
+        if self.compressed and self.disk_size is not None:
+            return min(self.raw.tell(), self.disk_size)
+        return content_position
+
+    def seek(self, position: int) -> None:
+        """Go to ``position`` in the content (a gzip file is decompressed up to there)."""
+        if position:
+            try:
+                self.stream.seek(position)
+            except GZIP_ERRORS as e:
+                raise SourceError(bad_gzip(self.name, e)) from None
+
+    def close(self) -> None:
+        if self.raw is not sys.stdin.buffer:
+            self.raw.close()
+
+
+def bad_gzip(name: str, error: BaseException) -> str:
+    return f"{name}: not a readable gzip file ({error or type(error).__name__})"
+
+
+def open_source(name: str) -> Source:
+    """Open a file, or standard input for ``-``; raise SourceError in one line."""
+    if name == STDIN:
+        return _open_stdin()
+    try:
+        raw = open(name, "rb")  # noqa: SIM115 (the Source owns it; closed by Source.close)
+    except OSError as e:
+        raise SourceError(f"{name}: cannot read it: {e.strerror or e}") from None
+    try:
+        return _open_file(name, raw)
+    except BaseException:
+        raw.close()
+        raise
+
+
+def _open_file(name: str, raw: BinaryIO) -> Source:
+    st = os.fstat(raw.fileno())
+    if not stat.S_ISREG(st.st_mode):
+        raise SourceError(f"{name}: not a regular file")
+    stream = _content(name, raw)
+    head = _read_head(name, raw, stream)
+    mtime = datetime.fromtimestamp(st.st_mtime, UTC)
+    compressed = stream is not raw
+    identity = FileIdentity(st.st_dev, st.st_ino, head, compressed,
+                            None if compressed else st.st_size)
+    return Source(name, raw, stream, identity, mtime, st.st_size)
+
+
+def _content(name: str, raw: BinaryIO) -> BinaryIO:
+    if not _peek(raw).startswith(GZIP_MAGIC):
+        return raw
+    return gzip.GzipFile(filename=name, fileobj=raw, mode="rb")  # type: ignore[return-value]
+
+
+def _peek(raw: BinaryIO) -> bytes:
+    peek: Callable[[int], bytes] | None = getattr(raw, "peek", None)
+    return peek(len(GZIP_MAGIC)) if peek is not None else b""
+
+
+def _read_head(name: str, raw: BinaryIO, stream: BinaryIO) -> bytes:
+    if stream is raw:
+        return os.pread(raw.fileno(), HEAD_BYTES, 0)
+    try:
+        head = stream.read(HEAD_BYTES)
+        stream.seek(0)
+    except GZIP_ERRORS as e:
+        raise SourceError(bad_gzip(name, e)) from None
+    return head
+
+
+def _open_stdin() -> Source:
+    raw = sys.stdin.buffer
+    stream = _content(STDIN, raw)
+    return Source(STDIN, raw, stream, None, None, None)
+
+
+def reread_head(source: Source) -> FileIdentity | None:
+    """The identity with a head grown to HEAD_BYTES (a plain file that was shorter)."""
+    identity = source.identity
+    if identity is None or source.compressed or len(identity.head) >= HEAD_BYTES:
+        return identity
+    head = os.pread(source.raw.fileno(), HEAD_BYTES, 0)
+    return FileIdentity(identity.device, identity.inode, head, False,
+                        os.fstat(source.raw.fileno()).st_size)
+
+
+@dataclass(frozen=True, slots=True)
+class LineGroup:
+    lines: list[bytes]
+    end: int  # content offset just after the last line
+
+
+@dataclass
+class LineReader:
+    """Complete lines of a stream in groups, each with the offset reached after it."""
+
+    stream: BinaryIO
+    position: int  # the offset just after the last line handed out
+    _lines: list[bytes] = field(default_factory=list)
+    _tail: bytes = b""  # the start of a line whose LF has not been read yet
+
+    def group(self, size: int, *, final: bool) -> LineGroup | None:
+        """Up to ``size`` lines; None when nothing more is there now.
+
+        ``final``: the stream has ended, so an unterminated last line counts as a line;
+        otherwise it waits for its LF (a file being written).
+        """
+        while len(self._lines) < size and self._fill():
+            pass
+        if not self._lines:
+            return self._last_line() if final else None
+        lines, self._lines = self._lines[:size], self._lines[size:]
+        self.position += sum(map(len, lines)) + len(lines)
+        return LineGroup(lines, self.position)
+
+    def _fill(self) -> bool:
+        read: Callable[[int], bytes] = getattr(self.stream, "read1", self.stream.read)
+        chunk = read(READ_SIZE)
+        if not chunk:
+            return False
+        lines = chunk.split(b"\n")
+        if self._tail:
+            lines[0] = self._tail + lines[0]
+        self._tail = lines.pop()
+        self._lines.extend(lines)
+        return True
+
+    def _last_line(self) -> LineGroup | None:
+        if not self._tail:
+            return None
+        line, self._tail = self._tail, b""
+        self.position += len(line)
+        return LineGroup([line], self.position)
+
+    def restart(self, position: int) -> None:
+        """Forget what was read ahead; the stream has been moved to ``position``."""
+        self.position, self._lines, self._tail = position, [], b""
