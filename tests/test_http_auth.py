@@ -92,7 +92,7 @@ def test_a_login_gives_a_cookie_that_every_api_endpoint_takes(dsn: str) -> None:
         assert (reply.status, reply.body["status"]) == (200, "logged in")
         morsel = session_cookie(reply)[COOKIE]
         assert morsel["httponly"] and morsel["samesite"] == "Strict"
-        assert (morsel["path"], morsel["max-age"]) == ("/api", str(SESSION_SECONDS))
+        assert (morsel["path"], morsel["max-age"]) == ("/", str(SESSION_SECONDS))
         cookie = {"Cookie": f"{COOKIE}={morsel.value}"}
         body = get(port, "/api/search", headers=cookie).body
         assert [row["message"] for row in body["rows"]] == ["seen through a session"]

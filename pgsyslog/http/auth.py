@@ -25,6 +25,7 @@ from pgsyslog.http.errors import bad_request, unauthorized
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 COOKIE = "pgsyslog_session"
+COOKIE_PATH = "/"  # the console's pages need it as much as /api (pgsyslog.http.console)
 SESSION_SECONDS = 12 * 3600  # a browser logs in again after this
 MAX_SESSIONS = 1_000  # sessions kept at most; a new one beyond that ends the oldest
 NEEDS_TOKEN = ("this endpoint needs the header Authorization: Bearer <token>, "
@@ -144,7 +145,7 @@ async def login(request: web.Request) -> web.Response:
     response = web.json_response({"status": "logged in", "expires_in": SESSION_SECONDS})
     if not auth.open:
         response.set_cookie(COOKIE, auth.sessions.open(), max_age=SESSION_SECONDS,
-                            path="/api", httponly=True, samesite="Strict",
+                            path=COOKIE_PATH, httponly=True, samesite="Strict",
                             secure=request.secure)
     return response
 
@@ -153,5 +154,5 @@ async def logout(request: web.Request) -> web.Response:
     """POST /api/logout: the session ends, and the browser forgets its cookie."""
     request.app[AUTH].sessions.close(request.cookies.get(COOKIE))
     response = web.json_response({"status": "logged out"})
-    response.del_cookie(COOKIE, path="/api")
+    response.del_cookie(COOKIE, path=COOKIE_PATH)
     return response

@@ -1,0 +1,62 @@
+// The view's state and the URL: what is searched, filtered, over which range, live or not.
+// The URL uses the API's own parameter names, so a link from an alert (?q=..&app=..) opens here.
+
+export const LIST_KEYS = ["host", "app", "source", "peer"];
+export const TEXT_KEYS = ["q", "severity", "facility", "procid", "msgid", "since", "until", "time"];
+export const PRESETS = ["15m", "1h", "24h", "7d"];
+export const DEFAULT_SINCE = "24h";
+
+export function emptyState() {
+  const state = { live: false };
+  for (const key of TEXT_KEYS) state[key] = "";
+  for (const key of LIST_KEYS) state[key] = [];
+  state.since = DEFAULT_SINCE;
+  state.time = "received";
+  return state;
+}
+
+export function fromSearch(search) {
+  const params = new URLSearchParams(search);
+  const state = emptyState();
+  for (const key of TEXT_KEYS) if (params.has(key)) state[key] = params.get(key).trim();
+  for (const key of LIST_KEYS) state[key] = params.getAll(key).map((v) => v.trim()).filter(Boolean);
+  if (!params.has("since") && params.has("until")) state.since = "";
+  if (!state.time) state.time = "received";
+  state.live = ["1", "true", "on", "yes"].includes((params.get("live") || "").toLowerCase());
+  return state;
+}
+
+// The filter parameters the API takes (no paging, no live flag).
+export function apiParams(state, { live = false } = {}) {
+  const params = new URLSearchParams();
+  for (const key of TEXT_KEYS) {
+    const value = state[key];
+    if (!value) continue;
+    if (key === "time" && value === "received") continue;
+    if (live && (key === "since" || key === "until")) continue;
+    params.set(key, value);
+  }
+  for (const key of LIST_KEYS) for (const value of state[key]) params.append(key, value);
+  return params;
+}
+
+export function toSearch(state) {
+  const params = apiParams(state);
+  if (!state.since) params.delete("since");
+  if (state.live) params.set("live", "1");
+  const text = params.toString();
+  return text ? `?${text}` : "";
+}
+
+export function isPreset(since, until) {
+  return !until && PRESETS.includes(since);
+}
+
+// "web1, web2" -> ["web1", "web2"]
+export function splitList(text) {
+  return text.split(",").map((v) => v.trim()).filter(Boolean);
+}
+
+export function withValue(list, value) {
+  return list.includes(value) ? list : [...list, value];
+}
