@@ -432,8 +432,11 @@ def _log_level(value: Any) -> str:
     return level
 
 
-_PEER_NAME_RE = re.compile(r"(\*\.)?[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?"
-                           r"(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?")
+# A label of a host name, or of a pattern as rsyslog's PermittedPeer takes them: "*" for
+# any one label, "*suffix" or "prefix*" (pgsyslog.receiver.peer_names).
+_PEER_LABEL = (r"(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?"
+               r"|\*[A-Za-z0-9_-]*|[A-Za-z0-9_][A-Za-z0-9_-]*\*)")
+_PEER_NAME_RE = re.compile(rf"{_PEER_LABEL}(?:\.{_PEER_LABEL})*\.?")
 
 
 def _peer_names(value: Any) -> tuple[str, ...]:
@@ -441,8 +444,9 @@ def _peer_names(value: Any) -> tuple[str, ...]:
     for item in _as_list(value):
         name = str(item).strip().lower()
         if not _PEER_NAME_RE.fullmatch(name):
-            raise ValueError(f"{item!r} is not a host name or a wildcard such as "
-                             "*.example.net")
+            raise ValueError(f"{item!r} is not a host name or a pattern such as "
+                             "*.example.net (a * stands for one whole label, or its start "
+                             "or end: web*.example.net)")
         names.append(name)
     return tuple(names)
 
@@ -570,6 +574,9 @@ def check_consistency(config: Config) -> None:
     if config.uses_tls and not (config.tls_cert and config.tls_key):
         kind = "tls" if config.tls else "relp_tls"
         raise ConfigError(kind, "a TLS listener needs tls_cert and tls_key")
+    if config.tls_permitted_peers and config.tls_client_ca is None:
+        raise ConfigError("tls_permitted_peers", "names the client certificates to let in, "
+                          "which needs tls_client_ca (the CA that signs them)")
     if (config.http_tls_cert is None) != (config.http_tls_key is None):
         missing = "http_tls_key" if config.http_tls_key is None else "http_tls_cert"
         raise ConfigError(missing, "HTTPS needs both http_tls_cert and http_tls_key")
@@ -613,6 +620,10 @@ def check_startup(config: Config) -> None:
                           "HOST:PORT (udp, tcp or tls in the config file)")
     if config.uses_tls:
         check_tls_files(config)
+    if config.http is not None and config.http_tls_cert is not None:
+        check_https_files(config)
+    if config.tls_ciphers is not None:
+        check_ciphers(config.tls_ciphers)
     if config.dsn is None or config.spool_max_bytes > 0:
         problem = data_dir_problem(config.data_dir)
         if problem:
@@ -669,7 +680,7 @@ def check_tls_files(config: Config) -> None:
     """Load the certificate, key and client CA into a real TLS context, as serve does."""
     import ssl
 
-    from pgsyslog.receiver.tls import make_tls_context
+    from pgsyslog.receiver.tls import context_from_config
 
     cert, key, client_ca = config.tls_cert, config.tls_key, config.tls_client_ca
     assert cert is not None and key is not None  # check_consistency saw to that
@@ -686,7 +697,35 @@ def check_tls_files(config: Config) -> None:
         raise ConfigError("tls_cert", f"cannot load {cert} with the key {key} "
                           f"({e.reason or e}): check both with openssl x509 -in CERT -noout "
                           "and openssl pkey -in KEY -noout") from None
+    _serve_would_load(context_from_config, config)
+
+
+def check_https_files(config: Config) -> None:
+    """Load http_tls_cert and http_tls_key into the HTTPS context serve makes."""
+    from pgsyslog.receiver.tls import https_context_from_config
+
+    _serve_would_load(https_context_from_config, config)
+
+
+def check_ciphers(ciphers: str) -> None:
+    """tls_ciphers must select a cipher (checked without any file)."""
+    import ssl
+
+    from pgsyslog.receiver.tls import TlsContextError, set_ciphers
+
     try:
-        make_tls_context(cert, key, client_ca)
+        set_ciphers(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), ciphers)
+    except TlsContextError as e:
+        raise ConfigError("tls_ciphers", str(e).removeprefix("tls_ciphers: ")) from None
+
+
+def _serve_would_load(make: Callable[[Config], object], config: Config) -> None:
+    from pgsyslog.receiver.tls import TlsContextError
+
+    try:
+        make(config)
+    except TlsContextError as e:
+        text = " ".join(str(e).split())
+        raise ConfigError(e.setting, text.removeprefix(f"{e.setting}: ")) from None
     except Exception as e:  # whatever serve's own loading refuses, serve would stop on
         raise ConfigError("tls", " ".join(str(e).split()) or type(e).__name__) from None

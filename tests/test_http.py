@@ -218,7 +218,8 @@ def test_metrics_count_what_was_received_and_written(serve: Any, dsn: str) -> No
     assert values["pgsyslog_maintenance_runs_total"] >= 0
     for name in ("pgsyslog_spool_bytes", "pgsyslog_partitions_dropped_total",
                  "pgsyslog_rows_spooled_total", "pgsyslog_batch_retries_total",
-                 "pgsyslog_udp_kernel_drops_total", "pgsyslog_tls_handshake_failures_total",
+                 "pgsyslog_udp_kernel_drops_total",
+                 "pgsyslog_tls_handshake_failures_total{reason=unknown_ca}",
                  "pgsyslog_messages_cut_short_total", "pgsyslog_rows_duplicate_skipped_total",
                  "pgsyslog_rows_spool_failed_total", "pgsyslog_rows_lost_at_stop_total",
                  "pgsyslog_spool_damaged_bytes_total", "pgsyslog_writer_restarts_total",

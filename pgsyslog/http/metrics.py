@@ -16,6 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from pgsyslog.receiver.state import ReceiverState
+from pgsyslog.receiver.tls import FAILURE_REASONS
 
 # Seconds per COPY batch, from a handful of rows on an idle server to slow disks.
 BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -89,8 +90,9 @@ class ReceiverCollector(Collector):
                        c.connections_opened)
         yield _counter("connections_refused", "Connections refused (not allowed, or too many).",
                        c.connections_refused)
-        yield _counter("tls_handshake_failures", "TLS handshakes that failed.",
-                       c.tls_handshake_failed)
+        yield _labelled("tls_handshake_failures", "TLS handshakes that failed, by reason.",
+                        "reason", {reason: c.tls_handshake_failures.get(reason, 0)
+                                   for reason in FAILURE_REASONS})
         yield _counter("framing_errors", "Connections closed because their framing was lost.",
                        c.framing_errors)
         yield _gauge("serving", "1 while the listeners run.", 1 if state.serving else 0)

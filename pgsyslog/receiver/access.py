@@ -5,7 +5,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from pgsyslog.config import Network
 
@@ -40,24 +41,87 @@ class AllowList:
         return any(address.version == n.version and address in n for n in self.networks)
 
 
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """A line may be logged now; ``held_back`` lines were not, in the ``seconds`` since
+    the peer's previous line."""
+
+    held_back: int = 0
+    seconds: float = 0.0
+
+
+@dataclass(slots=True)
+class _Window:
+    opened: float  # when the peer's last line was logged
+    held_back: int = 0
+
+
+class PeerLimit:
+    """Per peer: the first event logs, then at most one per ``every`` seconds; the events
+    held back in between are counted and handed to the next line. Pure: the clock is given.
+
+    Memory stays bounded by REMEMBERED_PEERS (then it starts over, counts and all).
+    tests/test_tls_failures.py::test_peer_limit tries it.
+    """
+
+    def __init__(self, every: float = LOG_EVERY,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.every = every
+        self.clock = clock
+        self._windows: dict[str | None, _Window] = {}
+
+    def turn(self, peer: str | None) -> Turn | None:
+        """A Turn when a line about ``peer`` may be logged now, else None (counted)."""
+        now = self.clock()
+        window = self._windows.get(peer)
+        if window is not None and now - window.opened < self.every:
+            window.held_back += 1
+            return None
+        if window is None and len(self._windows) >= REMEMBERED_PEERS:
+            self._windows.clear()
+        self._windows[peer] = _Window(now)
+        if window is None:
+            return Turn()
+        return Turn(window.held_back, now - window.opened)
+
+
+def held_back_note(peer: str | None, turn: Turn) -> str:
+    """``and 14 more from 10.0.0.5 in the last 60s; `` or nothing."""
+    if not turn.held_back:
+        return ""
+    return f"and {turn.held_back} more from {peer} in the last {span(turn.seconds)}; "
+
+
+def span(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.0f} h"
+
+
 class PeerLog:
-    """Log a kind of event when a peer first causes it, then at most once per ``every`` s.
+    """Log a kind of event when a peer first causes it, then at most once per ``every`` s,
+    saying how many were not logged since the previous line.
 
     A sender that keeps failing (or keeps being refused) gets one line per ``every``, not one
     per attempt; memory stays bounded by REMEMBERED_PEERS.
     """
 
-    def __init__(self, logger: logging.Logger, every: float = LOG_EVERY) -> None:
+    def __init__(self, logger: logging.Logger, every: float = LOG_EVERY,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.logger = logger
-        self.every = every
-        self._last: dict[str | None, float] = {}
+        self.limit = PeerLimit(every, clock)
 
-    def warning(self, peer: str | None, message: str, *args: object) -> None:
-        now = time.monotonic()
-        last = self._last.get(peer)
-        if last is not None and now - last < self.every:
-            return
-        if len(self._last) >= REMEMBERED_PEERS:
-            self._last.clear()
-        self._last[peer] = now
-        self.logger.warning(message + " (logged at most every %gs per peer)", *args, self.every)
+    @property
+    def every(self) -> float:
+        return self.limit.every
+
+    def warning(self, peer: str | None, message: str, *args: object) -> bool:
+        """Log the line when the peer's turn has come; True when it was logged."""
+        turn = self.limit.turn(peer)
+        if turn is None:
+            return False
+        self.logger.warning(message + " (%slogged at most every %gs per peer)", *args,
+                            held_back_note(peer, turn), self.every)
+        return True

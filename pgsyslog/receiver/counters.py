@@ -27,6 +27,7 @@ class Counters:
     connections_closed: int = 0
     connections_refused: int = 0  # not allowed, or max_connections reached
     tls_handshake_failed: int = 0  # garbage, plain text or a bad certificate on a TLS port
+    tls_handshake_failures: dict[str, int] = field(default_factory=dict)  # ... by reason
     framing_errors: int = 0  # connections closed because their framing was lost
     duplicates_skipped: int = 0  # rows of batches found committed before (not written twice)
     spool_write_failed: int = 0  # rows of spool writes the disk refused, per attempt (logged)

@@ -96,8 +96,11 @@ class Intake:
         by_transport[transport] = by_transport.get(transport, 0) + n
 
     def put_frames(self, frames: list[Frame], source_ip: str | None,
-                   transport: Transport) -> None:
-        """For stream transports: always queue; the caller pauses reading when full."""
+                   transport: Transport, peer_name: str | None = None) -> None:
+        """For stream transports: always queue; the caller pauses reading when full.
+
+        ``peer_name``: the name of the TLS client's certificate, stored with each record.
+        """
         if not frames:
             return
         ctx = self.context(source_ip, transport)
@@ -106,6 +109,7 @@ class Intake:
         for data, truncated, cut in frames:
             record = parse(data, ctx, truncated, cut)
             if record is not None:
+                record.peer_name = peer_name
                 put(record)
 
     def offer(self, data: bytes, source_ip: str | None) -> None:

@@ -8,8 +8,18 @@ socket (:class:`TlsStreamProtocol`), rather than through the event loop's TLS tr
   (tests/test_stop_reading.py::test_a_tls_sender_closing_while_paused_loses_nothing);
 - a read is READ_SIZE bytes of TLS records at most, and a stop cuts a TLS connection off
   and reads it to its end exactly as a TCP one (tcp.py);
-- a failed handshake is counted and logged per peer, where asyncio's TLS server drops it
-  without a word.
+- a failed handshake is counted by its reason and logged per peer, where asyncio's TLS
+  server drops it without a word.
+
+With a client CA, a client must show a certificate the CA signed; with
+tls_permitted_peers as well, one of its names must be permitted (peer_names.py). A
+certificate with no permitted name ends the connection right after the handshake, before
+any of its bytes is read as a message; the name a connection was let in under is stored
+in the ``peer_name`` of each of its rows.
+
+Failed handshakes are logged per peer address at most once a minute, each line saying
+how many failures were not logged since the one before (access.PeerLog), and counted by
+reason (:data:`FAILURE_REASONS`), told from the ssl error's verify code and reason code.
 
 A handshake in progress holds a connection slot (max_connections and
 max_connections_per_source) and is given ``handshake_timeout`` seconds. The accept loop
@@ -26,12 +36,15 @@ import logging
 import socket
 import ssl
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
-from pgsyslog.config import PEM_READ_LIMIT, Endpoint, pem_problem
+from pgsyslog.config import PEM_READ_LIMIT, Config, Endpoint, pem_problem
 from pgsyslog.receiver.access import PeerLog
+from pgsyslog.receiver.framing import Frame
 from pgsyslog.receiver.intake import peer_ip
+from pgsyslog.receiver.peer_names import certificate_names, peer_name
 from pgsyslog.receiver.supervise import keep_running
 from pgsyslog.receiver.tcp import READ_SIZE, StreamListener, SyslogStreamProtocol
 
@@ -44,12 +57,64 @@ BACKLOG = 1024
 ACCEPT_RETRY = 0.5
 _OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
+FailureReason = Literal["no_certificate", "unknown_ca", "expired", "name_not_permitted",
+                        "not_tls", "protocol_version", "no_shared_cipher", "timeout",
+                        "closed", "other"]
+FAILURE_REASONS: tuple[FailureReason, ...] = (
+    "no_certificate", "unknown_ca", "expired", "name_not_permitted", "not_tls",
+    "protocol_version", "no_shared_cipher", "timeout", "closed", "other")
+# X509_V_ERR_* codes (openssl/x509_vfy.h) of a client certificate that failed verification.
+_VERIFY_REASONS: dict[int, FailureReason] = {
+    2: "unknown_ca",  # UNABLE_TO_GET_ISSUER_CERT
+    9: "expired",  # CERT_NOT_YET_VALID: outside its validity, as an expired one
+    10: "expired",  # CERT_HAS_EXPIRED
+    18: "unknown_ca",  # DEPTH_ZERO_SELF_SIGNED_CERT
+    19: "unknown_ca",  # SELF_SIGNED_CERT_IN_CHAIN
+    20: "unknown_ca",  # UNABLE_TO_GET_ISSUER_CERT_LOCALLY
+    21: "unknown_ca",  # UNABLE_TO_VERIFY_LEAF_SIGNATURE
+}
+# OpenSSL's SSL library reason codes (SSL_R_*), as ssl.SSLError.reason names them.
+_SSL_REASONS: dict[str, FailureReason] = {
+    "PEER_DID_NOT_RETURN_A_CERTIFICATE": "no_certificate",
+    "WRONG_VERSION_NUMBER": "not_tls",  # plain syslog text: "<14>..." is no TLS record
+    "HTTP_REQUEST": "not_tls",
+    "HTTPS_PROXY_REQUEST": "not_tls",
+    "UNKNOWN_PROTOCOL": "not_tls",
+    "PACKET_LENGTH_TOO_LONG": "not_tls",
+    "RECORD_LAYER_FAILURE": "not_tls",
+    "UNSUPPORTED_PROTOCOL": "protocol_version",  # older than tls_min_version
+    "NO_PROTOCOLS_AVAILABLE": "protocol_version",
+    "VERSION_TOO_LOW": "protocol_version",
+    "NO_SHARED_CIPHER": "no_shared_cipher",
+}
+TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+
+
+def failure_reason(e: BaseException) -> FailureReason:
+    """Why a handshake failed, from the error's codes (never from its message text)."""
+    if isinstance(e, ssl.SSLCertVerificationError):
+        return _VERIFY_REASONS.get(e.verify_code, "other")
+    if isinstance(e, ssl.SSLError):
+        if getattr(e, "library", None) != "SSL":
+            return "other"
+        return _SSL_REASONS.get(getattr(e, "reason", None) or "", "other")
+    if isinstance(e, TimeoutError):
+        return "timeout"
+    if isinstance(e, OSError):
+        return "closed"
+    return "other"
+
 
 class TlsContextError(OSError):
     """A certificate, key or CA file cannot be used; the message is one line.
 
     An OSError, as the file errors it stands for: callers catching those catch it too.
+    ``setting`` names the setting at fault.
     """
+
+    def __init__(self, message: str, setting: str = "tls") -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 class TlsServer:
@@ -57,10 +122,14 @@ class TlsServer:
 
     def __init__(self, sock: socket.socket, listener: StreamListener,
                  context: ssl.SSLContext, handshake_timeout: float = HANDSHAKE_TIMEOUT,
-                 listeners_down: dict[str, str] | None = None, name: str = "tls") -> None:
+                 listeners_down: dict[str, str] | None = None, name: str = "tls",
+                 permitted_peers: Sequence[str] = ()) -> None:
         self.sock = sock
         self.listener = listener
         self.context = context
+        self.permitted_peers = tuple(permitted_peers)  # empty: any certificate of the CA
+        # What reads a connection once accepted: RELP over TLS puts its own subclass here.
+        self.protocol: type[TlsStreamProtocol] = TlsStreamProtocol
         self.handshake_timeout = handshake_timeout
         self.listeners_down = {} if listeners_down is None else listeners_down
         self.name = name  # "tls://host:port", the key in listeners_down
@@ -74,14 +143,16 @@ class TlsServer:
     @classmethod
     def bind(cls, endpoint: Endpoint, listener: StreamListener, context: ssl.SSLContext,
              handshake_timeout: float = HANDSHAKE_TIMEOUT,
-             listeners_down: dict[str, str] | None = None) -> TlsServer:
+             listeners_down: dict[str, str] | None = None,
+             permitted_peers: Sequence[str] = ()) -> TlsServer:
         family = socket.getaddrinfo(endpoint.host, endpoint.port, type=socket.SOCK_STREAM,
                                     flags=socket.AI_PASSIVE)[0][0]
         sock = socket.create_server((endpoint.host, endpoint.port), family=family,
                                     backlog=BACKLOG)
         sock.setblocking(False)
         name = f"tls://{Endpoint(endpoint.host, sock.getsockname()[1])}"
-        return cls(sock, listener, context, handshake_timeout, listeners_down, name)
+        return cls(sock, listener, context, handshake_timeout, listeners_down, name,
+                   permitted_peers)
 
     async def start_serving(self) -> None:
         self._accepting = asyncio.create_task(
@@ -89,13 +160,15 @@ class TlsServer:
                          self.listener.intake.counters),
             name=f"accept {self.name}")
 
-    def reload(self, cert: Path, key: Path, client_ca: Path | None) -> None:
+    def reload(self, cert: Path, key: Path, client_ca: Path | None,
+               min_version: str = "1.2", ciphers: str | None = None) -> None:
         """Handshakes from now on use this certificate, key and client CA.
 
         Raises TlsContextError (one line) and keeps the current ones when a file cannot
         be used. Connections already open are not touched.
         """
-        self.context = make_tls_context(cert, key, client_ca)
+        self.context = make_tls_context(cert, key, client_ca, min_version=min_version,
+                                        ciphers=ciphers)
 
     def close(self) -> None:
         """No new connections; handshakes in progress end. Open connections go on."""
@@ -135,7 +208,7 @@ class TlsServer:
 
     async def _start(self, conn: socket.socket, peer: str | None) -> None:
         """Give the socket to a TlsStreamProtocol, which now holds the slot taken for it."""
-        protocol = TlsStreamProtocol(self.listener, self)
+        protocol = self.protocol(self.listener, self)
         try:
             await asyncio.get_running_loop().connect_accepted_socket(lambda: protocol, conn)
         except OSError as e:  # the connection went before the loop took it
@@ -161,6 +234,7 @@ class TlsStreamProtocol(SyslogStreamProtocol):
         self._outgoing = ssl.MemoryBIO()
         self._tls = server.context.wrap_bio(self._incoming, self._outgoing, server_side=True)
         self.handshaking = True
+        self.peer_name: str | None = None  # the name its certificate was let in under
         self._handshake_failed = False
         self._timeout: asyncio.TimerHandle | None = None
 
@@ -228,6 +302,8 @@ class TlsStreamProtocol(SyslogStreamProtocol):
             self._failed(e)
             return False
         self._send_records()
+        if not self._name_permitted():
+            return False
         self.handshaking = False
         if self._timeout is not None:
             self._timeout.cancel()
@@ -236,6 +312,19 @@ class TlsStreamProtocol(SyslogStreamProtocol):
         self.intake.counters.connections_opened += 1
         log.debug("tls connection from %s (%s)", self.peer, self._tls.version())
         return True
+
+    def _name_permitted(self) -> bool:
+        """With a client CA: note the certificate's name; refuse it when not permitted."""
+        if self._tls.context.verify_mode != ssl.CERT_REQUIRED:
+            return True
+        cert = self._tls.getpeercert()
+        allowed, self.peer_name = peer_name(cert, self.server.permitted_peers)
+        if not allowed:
+            self._failed(NameNotPermitted(cert))
+        return allowed
+
+    def _hand_on(self, frames: list[Frame]) -> None:
+        self.intake.put_frames(frames, self.peer, self.transport_name, self.peer_name)
 
     def _decrypt(self) -> tuple[bytes, bool]:
         """The plaintext of the complete records received, and whether close_notify came."""
@@ -271,43 +360,101 @@ class TlsStreamProtocol(SyslogStreamProtocol):
         self.close()
 
     def _count_failure(self, e: BaseException) -> None:
-        """Count and log a failed handshake, once per connection."""
+        """Count and log a failed handshake, once per connection, with its reason."""
         if self._handshake_failed:
             return
         self._handshake_failed = True
-        self.listener.intake.counters.tls_handshake_failed += 1
+        reason = failure_reason(e)
+        counters = self.listener.intake.counters
+        counters.tls_handshake_failed += 1
+        by_reason = counters.tls_handshake_failures
+        by_reason[reason] = by_reason.get(reason, 0) + 1
         self.server.handshake_failures.warning(
-            self.peer, "TLS handshake with %s failed: %s", self.peer,
-            _first_line(e) or type(e).__name__)
+            self.peer, "TLS handshake with %s failed: %s [reason: %s]", self.peer,
+            describe_failure(e), reason)
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e)
-    return text.splitlines()[0] if text else ""
+class NameNotPermitted(Exception):
+    """A client certificate the CA signed, with none of the permitted names."""
+
+    def __init__(self, cert: Mapping[str, Any] | None) -> None:
+        names = certificate_names(cert or {})
+        shown = ", ".join(repr(n) for n in names[:5]) + (", ..." if len(names) > 5 else "")
+        super().__init__(f"its certificate names {shown or 'nothing'}, none of them in "
+                         "tls_permitted_peers")
 
 
-def make_tls_context(cert: Path, key: Path, client_ca: Path | None) -> ssl.SSLContext:
-    """The server's context; TlsContextError says in one line which file is wrong and how."""
-    _check_pem("tls_cert", cert, "certificate")
-    _check_pem("tls_key", key, "key")
+def describe_failure(e: BaseException) -> str:
+    """One line for the log: OpenSSL's words without the ``[SSL: X]`` and ``_ssl.c`` parts."""
+    if isinstance(e, ssl.SSLCertVerificationError) and e.verify_message:
+        return f"certificate verify failed: {e.verify_message}"
+    text = str(e.args[1] if isinstance(e, ssl.SSLError) and len(e.args) > 1 else e)
+    text = text.split(" (_ssl.c", 1)[0]
+    if text.startswith("[") and "] " in text:
+        text = text.split("] ", 1)[1]
+    first = text.splitlines()[0] if text.strip() else ""
+    return first or type(e).__name__
+
+
+def context_from_config(config: Config) -> ssl.SSLContext:
+    """The context of the syslog TLS and RELP-TLS listeners: tls_cert, tls_key,
+    tls_client_ca, tls_min_version, tls_ciphers. Raises TlsContextError (one line)."""
+    assert config.tls_cert is not None and config.tls_key is not None  # check_consistency
+    return make_tls_context(config.tls_cert, config.tls_key, config.tls_client_ca,
+                            min_version=config.tls_min_version, ciphers=config.tls_ciphers)
+
+
+def https_context_from_config(config: Config) -> ssl.SSLContext | None:
+    """The HTTP listener's context (http_tls_cert, http_tls_key, the same version and
+    ciphers), or None for plain HTTP. Raises TlsContextError (one line)."""
+    if config.http_tls_cert is None or config.http_tls_key is None:
+        return None
+    return make_tls_context(config.http_tls_cert, config.http_tls_key, None,
+                            min_version=config.tls_min_version, ciphers=config.tls_ciphers,
+                            settings=("http_tls_cert", "http_tls_key"))
+
+
+def make_tls_context(cert: Path, key: Path, client_ca: Path | None, *,
+                     min_version: str = "1.2", ciphers: str | None = None,
+                     settings: tuple[str, str] = ("tls_cert", "tls_key")) -> ssl.SSLContext:
+    """The server's context; TlsContextError says in one line which file (or setting) is
+    wrong and how. ``settings`` names the certificate and key settings in those lines."""
+    cert_setting, key_setting = settings
+    _check_pem(cert_setting, cert, "certificate")
+    _check_pem(key_setting, key, "key")
     if client_ca is not None:
         _check_pem("tls_client_ca", client_ca, "certificate")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.minimum_version = TLS_VERSIONS[min_version]
+    if ciphers is not None:
+        set_ciphers(context, ciphers)
     try:
         context.load_cert_chain(cert, key)
     except ssl.SSLError as e:
-        if e.reason == "KEY_VALUES_MISMATCH":
-            raise TlsContextError(f"tls_key {key} is not the key of the certificate {cert}: "
-                                  "give the private key the certificate was made for") from None
-        raise TlsContextError(f"tls_cert {cert} / tls_key {key}: {_ssl_reason(e)}") from None
+        if getattr(e, "reason", None) == "KEY_VALUES_MISMATCH":
+            raise TlsContextError(f"{key_setting}: {key} is not the key of the certificate "
+                                  f"{cert}: give the private key the certificate was made "
+                                  "for", key_setting) from None
+        raise TlsContextError(f"{cert_setting}: cannot load {cert} with {key_setting} {key}: "
+                              f"{_ssl_reason(e)}", cert_setting) from None
     if client_ca is not None:
         context.verify_mode = ssl.CERT_REQUIRED
         try:
             context.load_verify_locations(client_ca)
         except ssl.SSLError as e:
-            raise TlsContextError(f"tls_client_ca {client_ca}: {_ssl_reason(e)}") from None
+            raise TlsContextError(f"tls_client_ca: cannot load {client_ca}: {_ssl_reason(e)}",
+                                  "tls_client_ca") from None
     return context
+
+
+def set_ciphers(context: ssl.SSLContext, ciphers: str) -> None:
+    """tls_ciphers (an OpenSSL cipher string; TLS 1.3 suites are not affected)."""
+    try:
+        context.set_ciphers(ciphers)
+    except ssl.SSLError:
+        raise TlsContextError(f"tls_ciphers: OpenSSL selects no cipher from {ciphers!r}: "
+                              "give a cipher string such as ECDHE+AESGCM (try it with "
+                              "openssl ciphers -v 'STRING')", "tls_ciphers") from None
 
 
 def _check_pem(setting: str, path: Path, kind: Literal["certificate", "key"]) -> None:
@@ -316,11 +463,13 @@ def _check_pem(setting: str, path: Path, kind: Literal["certificate", "key"]) ->
         with open(path, "rb") as fh:
             data = fh.read(PEM_READ_LIMIT)
     except OSError as e:
-        raise TlsContextError(f"{setting}: cannot read {path}: {e.strerror or e}") from None
+        raise TlsContextError(f"{setting}: cannot read {path}: {e.strerror or e}",
+                              setting) from None
     problem = pem_problem(kind, data)
     if problem:
-        raise TlsContextError(f"{setting}: {path} {problem}")
+        raise TlsContextError(f"{setting}: {path} {problem}", setting)
 
 
 def _ssl_reason(e: ssl.SSLError) -> str:
-    return e.reason or (e.strerror or str(e)).split(" (_ssl.c", 1)[0]
+    reason: str | None = getattr(e, "reason", None)
+    return reason or (e.strerror or str(e)).split(" (_ssl.c", 1)[0]
