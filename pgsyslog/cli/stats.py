@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, tzinfo
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import click
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 def stats(config: Config, since: str, output: str, utc: bool) -> None:
     """Rows by severity, host and app (top 10), ingest rate, partitions, oldest and newest."""
     from pgsyslog.storage import database
-    from pgsyslog.storage.stats import collect_stats
+    from pgsyslog.storage.stats import collect_stats, stats_json
 
     zone: tzinfo = UTC if utc else ZoneInfo(machine_zone_name())
     now = datetime.now(UTC)
@@ -79,22 +79,3 @@ def stats_lines(s: Stats, zone: tzinfo) -> list[str]:
     lines.append(f"{len(s.partitions)} partition(s), "
                  f"{human_size(sum(p.size_bytes for p in s.partitions))}")
     return lines
-
-
-def stats_json(s: Stats) -> dict[str, Any]:
-    def iso(when: datetime | None) -> str | None:
-        return None if when is None else when.isoformat()
-
-    return {
-        "since": iso(s.since),
-        "rows": s.rows,
-        "by_severity": {severity_label(k): n for k, n in s.by_severity},
-        "top_hosts": [{"hostname": h, "rows": n} for h, n in s.top_hosts],
-        "top_apps": [{"app_name": a, "rows": n} for a, n in s.top_apps],
-        "rows_per_second_last_minute": s.rate_minute,
-        "rows_per_second_last_hour": s.rate_hour,
-        "oldest_received_at": iso(s.oldest),
-        "newest_received_at": iso(s.newest),
-        "partitions": [{"name": p.name, "day": p.day.isoformat(), "rows_estimate": p.row_estimate,
-                        "size_bytes": p.size_bytes} for p in s.partitions],
-    }

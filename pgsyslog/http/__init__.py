@@ -28,11 +28,16 @@ from pgsyslog.http.context import (
     Limits,
     Streams,
 )
+from pgsyslog.http.context_rows import context_rows
 from pgsyslog.http.database import ApiDatabase
 from pgsyslog.http.errors import MIDDLEWARES, server_log
+from pgsyslog.http.facets import facets
 from pgsyslog.http.health import healthz
+from pgsyslog.http.histogram import histogram
 from pgsyslog.http.metrics import Metrics
+from pgsyslog.http.partitions import partitions
 from pgsyslog.http.search import search
+from pgsyslog.http.stats import RETENTION, Retention, stats
 from pgsyslog.http.tail import tail
 from pgsyslog.receiver.state import ReceiverState
 
@@ -55,7 +60,8 @@ class HttpServer:
 
 def make_app(state: ReceiverState, token: str | None, metrics: Metrics, *,
              db_connections: int = DEFAULT_DB_CONNECTIONS,
-             limits: Limits | None = None) -> web.Application:
+             limits: Limits | None = None,
+             retention_days: int | None = None) -> web.Application:
     app = web.Application(middlewares=MIDDLEWARES)
     app[STATE] = state
     app[CLOSING] = asyncio.Event()
@@ -63,10 +69,16 @@ def make_app(state: ReceiverState, token: str | None, metrics: Metrics, *,
     app[LIMITS] = limits or Limits()
     app[DATABASE] = ApiDatabase(state, db_connections)
     app[AUTH] = Auth(token)
+    app[RETENTION] = Retention(retention_days)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics.handle)
     app.router.add_get("/api/search", require_token(search))
     app.router.add_get("/api/tail", require_token(tail))
+    app.router.add_get("/api/histogram", require_token(histogram))
+    app.router.add_get("/api/facets", require_token(facets))
+    app.router.add_get("/api/context", require_token(context_rows))
+    app.router.add_get("/api/stats", require_token(stats))
+    app.router.add_get("/api/partitions", require_token(partitions))
     app.router.add_post("/api/login", login)
     app.router.add_post("/api/logout", logout)
     add_console(app)
@@ -86,11 +98,13 @@ async def _close_database(app: web.Application) -> None:
 async def start_http(endpoint: Endpoint, token: str | None, state: ReceiverState, *,
                      db_connections: int = DEFAULT_DB_CONNECTIONS,
                      max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-                     stream_timeout: float = DEFAULT_STREAM_TIMEOUT) -> HttpServer:
+                     stream_timeout: float = DEFAULT_STREAM_TIMEOUT,
+                     retention_days: int | None = None) -> HttpServer:
     """Bind and serve; usable before the database is known (``state.dsn`` None)."""
     metrics = Metrics(state)
     app = make_app(state, token, metrics, db_connections=db_connections,
-                   limits=Limits(max_response_bytes, stream_timeout))
+                   limits=Limits(max_response_bytes, stream_timeout),
+                   retention_days=retention_days)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT,
                            keepalive_timeout=KEEPALIVE_TIMEOUT,
                            logger=server_log)

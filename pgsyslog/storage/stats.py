@@ -17,12 +17,14 @@ import psycopg
 from sqlalchemy import func, select
 
 from pgsyslog.storage import partitions
+from pgsyslog.storage.filters import severity_label
 from pgsyslog.storage.queries import AnySelect, compile_query
-from pgsyslog.storage.schema import messages
+from pgsyslog.storage.schema import SCHEMA, messages
 
 TOP = 10  # hosts and apps listed
 
 Connection = psycopg.Connection[Any]
+AsyncConnection = psycopg.AsyncConnection[Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,23 +76,74 @@ def _run(conn: Connection, stmt: AnySelect) -> list[tuple[Any, ...]]:
     return conn.execute(query.sql, query.params).fetchall()
 
 
+async def _run_async(conn: AsyncConnection, stmt: AnySelect) -> list[tuple[Any, ...]]:
+    query = compile_query(stmt)
+    cur = await conn.execute(query.sql, query.params)
+    return await cur.fetchall()
+
+
 def _top(counts: Counter[Any], n: int) -> list[tuple[Any, int]]:
     return sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))[:n]
 
 
-def collect_stats(conn: Connection, since: datetime | None, now: datetime) -> Stats:
+def _assembled(since: datetime | None, counted: list[tuple[Any, ...]],
+               ingest: list[tuple[Any, ...]], ends: list[tuple[Any, ...]],
+               partition_list: list[partitions.PartitionInfo]) -> Stats:
     severities: Counter[int] = Counter()
     hosts: Counter[str | None] = Counter()
     apps: Counter[str | None] = Counter()
-    for not_severity, not_host, severity, host, app, count in _run(conn, _counts_statement(since)):
+    for not_severity, not_host, severity, host, app, count in counted:
         if not not_severity:
             severities[severity] = count
         elif not not_host:
             hosts[host] = count
         else:
             apps[app] = count
-    (last_minute, last_hour), = _run(conn, _ingest_statement(now))
-    (oldest, newest), = _run(conn, _ends_statement())
+    (last_minute, last_hour), = ingest
+    (oldest, newest), = ends
     return Stats(since, sum(severities.values()), sorted(severities.items()), _top(hosts, TOP),
-                 _top(apps, TOP), last_minute, last_hour, oldest, newest,
-                 partitions.list_partitions(conn))
+                 _top(apps, TOP), last_minute, last_hour, oldest, newest, partition_list)
+
+
+def collect_stats(conn: Connection, since: datetime | None, now: datetime) -> Stats:
+    return _assembled(since, _run(conn, _counts_statement(since)),
+                      _run(conn, _ingest_statement(now)), _run(conn, _ends_statement()),
+                      partitions.list_partitions(conn))
+
+
+async def list_partitions_async(conn: AsyncConnection) -> list[partitions.PartitionInfo]:
+    """partitions.list_partitions on the API's async connections (the same catalog query)."""
+    cur = await conn.execute(partitions._CHILDREN_SQL, (SCHEMA, partitions.PARENT))
+    found = [(name, partitions.partition_day(name), estimate, size)
+             for name, estimate, size, _ in await cur.fetchall()]
+    return [partitions.PartitionInfo(name, day, estimate, size)
+            for name, day, estimate, size in found if day is not None]
+
+
+async def collect_stats_async(conn: AsyncConnection, since: datetime | None, now: datetime
+                              ) -> Stats:
+    return _assembled(since, await _run_async(conn, _counts_statement(since)),
+                      await _run_async(conn, _ingest_statement(now)),
+                      await _run_async(conn, _ends_statement()),
+                      await list_partitions_async(conn))
+
+
+def _iso(when: datetime | None) -> str | None:
+    return None if when is None else when.isoformat()
+
+
+def stats_json(s: Stats) -> dict[str, Any]:
+    """What ``pgsyslog stats -o json`` prints (and /api/stats holds as ``top``)."""
+    return {
+        "since": _iso(s.since),
+        "rows": s.rows,
+        "by_severity": {severity_label(k): n for k, n in s.by_severity},
+        "top_hosts": [{"hostname": h, "rows": n} for h, n in s.top_hosts],
+        "top_apps": [{"app_name": a, "rows": n} for a, n in s.top_apps],
+        "rows_per_second_last_minute": s.rate_minute,
+        "rows_per_second_last_hour": s.rate_hour,
+        "oldest_received_at": _iso(s.oldest),
+        "newest_received_at": _iso(s.newest),
+        "partitions": [{"name": p.name, "day": p.day.isoformat(), "rows_estimate": p.row_estimate,
+                        "size_bytes": p.size_bytes} for p in s.partitions],
+    }
