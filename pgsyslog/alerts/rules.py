@@ -1,7 +1,8 @@
 """Alert rules: the ``[[alert]]`` tables of the configuration, read and checked once.
 
-A rule is a search (``query`` and the search filters: host, app, severity, facility)
-counted over the last ``window``, with a ``threshold`` (fires at this many rows or more)
+A rule is a search (``query`` and any of search's filters: host, app, severity, facility,
+procid, msgid, source, peer; parsed by search's own parser) counted over the last
+``window``, with a ``threshold`` (fires at this many rows or more)
 or a ``below`` (fires under this many: a sender gone quiet). ``group_by`` (host or app)
 makes one alert per value. ``notify`` lists where to post: URLs, or tables
 ``{url = "...", format = "alertmanager"}``.
@@ -17,9 +18,10 @@ import re
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pgsyslog.storage.filters import FilterError, Filters, parse_facility, parse_severity
+from pgsyslog.storage.filters import FILTER_NAMES, REPEATABLE, FilterError, Filters, parse_filters
 
 GroupBy = Literal["host", "app"]
 NotifyFormat = Literal["json", "alertmanager"]
@@ -152,31 +154,21 @@ def _notify(value: Any) -> tuple[NotifyTarget, ...]:
     return tuple(_target(item) for item in items)
 
 
-def _texts(value: Any) -> tuple[str, ...]:
-    """One value or a list of them (any of them matches)."""
-    items = value if isinstance(value, list) else [value]
-    texts = tuple(_text(item) for item in items)
+def _filter_texts(key: str, value: Any) -> list[str]:
+    """A filter's value as search's parser takes it: a list of strings."""
+    items = value if isinstance(value, list) and key in REPEATABLE else [value]
+    texts = []
+    for item in items:
+        if isinstance(item, int) and not isinstance(item, bool):
+            item = str(item)
+        texts.append(_text(item))
     if not texts:
         raise ValueError("give at least one value")
     return texts
 
 
-def _severity(value: Any) -> int:
-    return parse_severity(str(value) if isinstance(value, int) else _text(value))
-
-
-def _facility(value: Any) -> int:
-    return parse_facility(str(value) if isinstance(value, int) else _text(value))
-
-
-# Rule keys that are search filters: key -> (Filters field, converter).
-FILTER_KEYS: dict[str, tuple[str, Callable[[Any], Any]]] = {
-    "query": ("words", lambda v: _text(v).strip() or None),
-    "host": ("hosts", _texts),
-    "app": ("apps", _texts),
-    "severity": ("severity", _severity),
-    "facility": ("facility", _facility),
-}
+# Search's filters, but the window sets the time: "query" is search's words (q).
+FILTER_KEYS = ("query", *(n for n in FILTER_NAMES if n not in ("q", "since", "until", "time")))
 RULE_KEYS: dict[str, Callable[[Any], Any]] = {
     "window": parse_duration,
     "threshold": _count,
@@ -185,6 +177,7 @@ RULE_KEYS: dict[str, Callable[[Any], Any]] = {
     "notify": _notify,
 }
 KNOWN_KEYS = ("name", *FILTER_KEYS, *RULE_KEYS)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _name(table: Mapping[str, Any], number: int) -> str:
@@ -202,17 +195,35 @@ def _name(table: Mapping[str, Any], number: int) -> str:
 def _converted(table: Mapping[str, Any], name: str) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for key, value in table.items():
-        if key == "name":
+        if key == "name" or key in FILTER_KEYS:
             continue
         if key not in KNOWN_KEYS:
-            raise ValueError(f"rule {name!r}: {key}: unknown key (known: "
+            raise ValueError(f'rule "{name}": {key}: unknown key (known: '
                              f"{', '.join(KNOWN_KEYS)})")
-        convert = FILTER_KEYS[key][1] if key in FILTER_KEYS else RULE_KEYS[key]
         try:
-            values[key] = convert(value)
-        except (FilterError, ValueError) as e:
+            values[key] = RULE_KEYS[key](value)
+        except ValueError as e:
             raise ValueError(f'rule "{name}": {key}: {e}') from None
     return values
+
+
+def _filters(table: Mapping[str, Any], name: str) -> tuple[Filters, dict[str, Any]]:
+    """The rule's filters, parsed as search parses them, and their text as written."""
+    texts: dict[str, list[str]] = {}
+    for key in FILTER_KEYS:
+        if key in table:
+            try:
+                texts[key] = _filter_texts(key, table[key])
+            except ValueError as e:
+                raise ValueError(f'rule "{name}": {key}: {e}') from None
+    by_name = {("q" if k == "query" else k): v for k, v in texts.items()}
+    try:
+        filters = parse_filters(by_name, _EPOCH, UTC)
+    except FilterError as e:
+        shown_key = "query" if e.param == "q" else e.param or "filters"
+        raise ValueError(f'rule "{name}": {shown_key}: {e}') from None
+    shown = {k: (v if k in REPEATABLE else v[0]) for k, v in texts.items() if k != "query"}
+    return filters, shown
 
 
 def _rule(table: Any, number: int) -> AlertRule:
@@ -225,8 +236,7 @@ def _rule(table: Any, number: int) -> AlertRule:
     if ("threshold" in values) == ("below" in values):
         raise ValueError(f'rule "{name}": threshold: give threshold (fires at this many rows '
                          "or more) or below (fires under this many), one of them")
-    filters = Filters(**{FILTER_KEYS[k][0]: v for k, v in values.items() if k in FILTER_KEYS})
-    text = {k: table[k] for k in FILTER_KEYS if k in table and k != "query"}
+    filters, text = _filters(table, name)
     return AlertRule(name=name, filters=filters, filter_text=text, window=values["window"],
                      threshold=values.get("threshold"), below=values.get("below"),
                      group_by=values.get("group_by"), notify=values.get("notify", ()))

@@ -1,4 +1,5 @@
-"""In-process maintenance schedule (APScheduler): all jobs are added here and only here."""
+"""In-process schedule (APScheduler): partition maintenance and alert evaluation; all jobs
+are added here and only here."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from datetime import UTC, datetime
 import psycopg
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from pgsyslog.alerts.schedule import AlertRunner
 from pgsyslog.config import Config
 from pgsyslog.receiver.write_policy import describe
 from pgsyslog.storage.maintenance import MaintenanceResult, run_maintenance
@@ -26,6 +28,7 @@ class MaintenanceSchedule:
         self.dsn = dsn
         self.config = config
         self.on_result = on_result
+        self.alerts = AlertRunner(dsn, config) if config.alert else None
         self.scheduler = AsyncIOScheduler(
             timezone=UTC,
             job_defaults={"coalesce": True, "max_instances": 1,
@@ -38,11 +41,17 @@ class MaintenanceSchedule:
         # then every interval.
         self.scheduler.add_job(self.run, "interval", seconds=interval, id="maintenance",
                                next_run_time=datetime.now(UTC))
+        if self.alerts is not None:
+            self.scheduler.add_job(self.alerts.run, "interval", id="alerts",
+                                   seconds=self.config.alert_interval,
+                                   next_run_time=datetime.now(UTC))
         self.scheduler.start()
 
     def shutdown(self) -> None:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        if self.alerts is not None:
+            self.alerts.close()
 
     async def run(self) -> None:
         try:

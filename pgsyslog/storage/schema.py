@@ -169,6 +169,11 @@ alert_state = Table(
     Column("samples", JSONB, comment="a few matching rows, as the API shows them"),
     Column("notified_status", Text,
            comment="the status last handed to the notifiers; differs from status until sent"),
+    Column("notified_at", TIMESTAMP(timezone=True),
+           comment="when notified_status was last delivered (or given up on)"),
+    Column("claimed_until", TIMESTAMP(timezone=True),
+           comment="a receiver is delivering the owed notification until then; the others "
+                   "leave it alone"),
     PrimaryKeyConstraint("rule", "group_key", name="alert_state_pkey"),
     comment="each alert's current status: one row per rule and group",
 )

@@ -39,6 +39,11 @@ def upgrade() -> None:
         sa.Column("notified_status", sa.Text,
                   comment="the status last handed to the notifiers; differs from status until "
                           "sent"),
+        sa.Column("notified_at", TIMESTAMPTZ,
+                  comment="when notified_status was last delivered (or given up on)"),
+        sa.Column("claimed_until", TIMESTAMPTZ,
+                  comment="a receiver is delivering the owed notification until then; the "
+                          "others leave it alone"),
         sa.PrimaryKeyConstraint("rule", "group_key", name="alert_state_pkey"),
         schema=SCHEMA,
         comment="each alert's current status: one row per rule and group",

@@ -1,0 +1,160 @@
+"""syslog.alert_state, alert_history and alert_notifications: reads and writes.
+
+A round's state changes and their history rows are written in one transaction, so that
+the history never misses or doubles a change. An owed notification (status !=
+notified_status) is claimed (claimed_until) by the receiver that sends it, so that two
+receivers on one database never both send it (tests/test_alerts_serve.py::
+test_two_receivers_on_one_database_send_each_notification_once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from pgsyslog.alerts.evaluate import AlertState, Decision, Status
+
+Connection = psycopg.Connection[Any]
+
+_STATE_COLUMNS = ("rule, group_key AS group, status, started_at, evaluated_at, last_count, "
+                  "samples, notified_status, notified_at")
+
+
+def _state(row: dict[str, Any]) -> AlertState:
+    return AlertState(**row)
+
+
+def load_states(conn: Connection, rules: Sequence[str] | None = None
+                ) -> dict[str, dict[str, AlertState]]:
+    """rule -> group -> state, of the given rules (all rules: None)."""
+    sql = f"SELECT {_STATE_COLUMNS} FROM syslog.alert_state"
+    params: tuple[Any, ...] = ()
+    if rules is not None:
+        sql += " WHERE rule = ANY(%s)"
+        params = (list(rules),)
+    states: dict[str, dict[str, AlertState]] = {}
+    with conn.cursor(row_factory=dict_row) as cur:
+        for row in cur.execute(sql + " ORDER BY rule, group_key", params):
+            state = _state(row)
+            states.setdefault(state.rule, {})[state.group] = state
+    return states
+
+
+_UPSERT = """
+    INSERT INTO syslog.alert_state AS s (rule, group_key, status, started_at, evaluated_at,
+                                         last_count, samples, notified_status)
+    VALUES (%(rule)s, %(group)s, %(status)s, %(started_at)s, %(evaluated_at)s, %(count)s,
+            %(samples)s, %(notified_status)s)
+    ON CONFLICT (rule, group_key) DO UPDATE SET
+        status = excluded.status, started_at = excluded.started_at,
+        evaluated_at = excluded.evaluated_at, last_count = excluded.last_count,
+        samples = coalesce(excluded.samples, s.samples)
+"""
+_HISTORY = """
+    INSERT INTO syslog.alert_history (rule, group_key, status, at, count)
+    VALUES (%(rule)s, %(group)s, %(status)s, %(started_at)s, %(count)s)
+"""
+
+
+def _params(state: AlertState) -> dict[str, Any]:
+    return {"rule": state.rule, "group": state.group, "status": state.status,
+            "started_at": state.started_at, "evaluated_at": state.evaluated_at,
+            "count": state.last_count,
+            "samples": None if state.samples is None else Jsonb(state.samples),
+            "notified_status": state.notified_status}
+
+
+def write_decisions(conn: Connection, decisions: Sequence[Decision]) -> None:
+    """New states and, for each change, its history row: one transaction.
+
+    notified_status is set only when a row is created; afterwards only the sender
+    changes it (mark_notified)."""
+    with conn.transaction(), conn.cursor() as cur:
+        for decision in decisions:
+            params = _params(decision.state)
+            cur.execute(_UPSERT, params)
+            if decision.changed:
+                cur.execute(_HISTORY, params)
+
+
+def forget_rules(conn: Connection, configured: Sequence[str]) -> int:
+    """Drop the state of rules no longer configured (their history stays)."""
+    cur = conn.execute("DELETE FROM syslog.alert_state WHERE NOT rule = ANY(%s)",
+                       (list(configured),))
+    return cur.rowcount
+
+
+def claim_owed(conn: Connection, rules: Sequence[str], now: datetime, hold: float
+               ) -> list[AlertState]:
+    """The owed notifications of these rules that nobody is sending, claimed for ``hold``
+    seconds."""
+    sql = f"""
+        UPDATE syslog.alert_state SET claimed_until = %(until)s
+        WHERE rule = ANY(%(rules)s) AND status IS DISTINCT FROM notified_status
+          AND (claimed_until IS NULL OR claimed_until < %(now)s)
+        RETURNING {_STATE_COLUMNS}
+    """
+    params = {"until": now + timedelta(seconds=hold), "rules": list(rules), "now": now}
+    with conn.cursor(row_factory=dict_row) as cur:
+        return [_state(row) for row in cur.execute(sql, params)]
+
+
+def mark_notified(conn: Connection, state: AlertState, now: datetime) -> None:
+    """The status in ``state`` was delivered (or given up on); the claim ends. If the status
+    changed meanwhile, the new one stays owed."""
+    conn.execute("UPDATE syslog.alert_state SET notified_status = %s, notified_at = %s, "
+                 "claimed_until = NULL WHERE rule = %s AND group_key = %s",
+                 (state.status, now, state.rule, state.group))
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    rule: str
+    group: str
+    status: Status
+    target: str
+    attempt: int  # 1 for the first try
+    http_status: int | None
+    error: str | None
+
+
+def record_attempt(conn: Connection, attempt: Attempt) -> None:
+    conn.execute("INSERT INTO syslog.alert_notifications (rule, group_key, status, target, "
+                 "attempt, http_status, error) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                 (attempt.rule, attempt.group, attempt.status, attempt.target,
+                  attempt.attempt, attempt.http_status, attempt.error))
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One row of syslog.alert_history."""
+
+    at: datetime
+    rule: str
+    group: str
+    status: Status
+    count: int
+
+
+def history(conn: Connection, limit: int, rule: str | None = None) -> list[Change]:
+    """Changes of status, newest first."""
+    where = "WHERE rule = %(rule)s" if rule is not None else ""
+    sql = (f"SELECT at, rule, group_key AS group, status, count FROM syslog.alert_history "
+           f"{where} ORDER BY at DESC, id DESC LIMIT %(limit)s")
+    with conn.cursor(row_factory=dict_row) as cur:
+        return [Change(**row) for row in cur.execute(sql, {"rule": rule, "limit": limit})]
+
+
+def attempts(conn: Connection, rule: str | None = None) -> list[Attempt]:
+    """Notification attempts, oldest first."""
+    where = "WHERE rule = %(rule)s" if rule is not None else ""
+    sql = (f"SELECT rule, group_key AS group, status, target, attempt, http_status, error "
+           f"FROM syslog.alert_notifications {where} ORDER BY id")
+    with conn.cursor(row_factory=dict_row) as cur:
+        return [Attempt(**row) for row in cur.execute(sql, {"rule": rule})]

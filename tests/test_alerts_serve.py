@@ -1,0 +1,236 @@
+"""Alerts end to end: real `pgsyslog serve` subprocesses evaluate rules every second over
+lines sent by TCP, and post to a real HTTP server run by the test (aiohttp, port 0)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from helpers import ServerProcess, query, send_tcp, wait_for_rows
+from stored import insert, record
+
+INTERVAL = 1  # alert_interval in seconds
+WAIT = 30.0  # seconds a test waits for a notification at most (a loaded machine)
+
+
+@dataclass
+class Hook:
+    """An HTTP server that records every POST and answers with the statuses queued
+    (200 once the queue is empty)."""
+
+    statuses: list[int] = field(default_factory=list)
+    received: list[tuple[str, Any]] = field(default_factory=list)
+    port: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        with self.lock:
+            self.received.append((request.path, body))
+            status = self.statuses.pop(0) if self.statuses else 200
+        return web.Response(status=status, text="ok")
+
+    def bodies(self, path: str = "/hook") -> list[Any]:
+        with self.lock:
+            return [body for p, body in self.received if p == path]
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+@pytest.fixture
+def hook() -> Iterator[Hook]:
+    hook = Hook()
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", hook.handle)
+    runner = web.AppRunner(app)
+
+    async def start() -> None:
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        assert site._server is not None
+        hook.port = site._server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        started.set()
+
+    def serve() -> None:
+        loop.run_until_complete(start())
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert started.wait(10)
+    yield hook
+    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+    loop.close()
+
+
+def write_config(tmp_path: Path, rules: str) -> str:
+    path = tmp_path / "alerts.toml"
+    path.write_text(f'tcp = ["127.0.0.1:0"]\nalert_interval = {INTERVAL}\n{rules}')
+    return str(path)
+
+
+def web_errors_rule(url: str, window: str = "5s", group_by: bool = True) -> str:
+    group = 'group_by = "host"\n' if group_by else ""
+    return (f'[[alert]]\nname = "web errors"\napp = "nginx"\nseverity = "err"\n'
+            f'window = "{window}"\nthreshold = 20\n{group}notify = ["{url}"]\n')
+
+
+def nginx_errors(port: int, host: str, n: int = 25) -> None:
+    lines = b"".join(f"<11>Dec  2 05:00:00 {host} nginx: upstream timed out {i}\n".encode()
+                     for i in range(n))
+    send_tcp(port, lines)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = WAIT) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return predicate()
+
+
+def statuses(hook: Hook, group: str | None = None) -> list[str]:
+    return [b["status"] for b in hook.bodies() if group is None or b["group"] == group]
+
+
+def test_25_nginx_errors_fire_once_for_the_host_then_one_resolved(
+        serve: Callable[..., ServerProcess], hook: Hook, dsn: str, tmp_path: Path) -> None:
+    server = serve("--config", write_config(tmp_path, web_errors_rule(hook.url())))
+    nginx_errors(server.port("tcp"), "web1")
+    assert wait_for(lambda: statuses(hook) == ["firing"]), server.log
+    firing = hook.bodies()[0]
+    assert (firing["rule"], firing["group"], firing["group_by"]) == ("web errors", "web1", "host")
+    assert firing["count"] == 25 and firing["threshold"] == 20 and firing["window"] == 5
+    assert len(firing["samples"]) == 5
+    assert all(s["hostname"] == "web1" and s["app_name"] == "nginx" for s in firing["samples"])
+    assert "upstream timed out" in firing["samples"][0]["message"]
+    assert "app=nginx" in firing["link"] and "host=web1" in firing["link"]
+    # The window (5 s) passes with no errors: one resolved, and nothing more after it.
+    assert wait_for(lambda: statuses(hook) == ["firing", "resolved"]), server.log
+    time.sleep(3 * INTERVAL)
+    assert statuses(hook) == ["firing", "resolved"]
+    history = query(dsn, "SELECT group_key, status, count FROM syslog.alert_history ORDER BY id")
+    assert history == [("web1", "firing", 25), ("web1", "resolved", 0)]
+
+
+def test_with_group_by_two_hosts_give_two_alerts(
+        serve: Callable[..., ServerProcess], hook: Hook, tmp_path: Path) -> None:
+    server = serve("--config", write_config(tmp_path, web_errors_rule(hook.url())))
+    nginx_errors(server.port("tcp"), "web1")
+    nginx_errors(server.port("tcp"), "web2", 30)
+    nginx_errors(server.port("tcp"), "web3", 5)  # under the threshold
+    assert wait_for(lambda: sorted(b["group"] for b in hook.bodies()
+                                   if b["status"] == "firing") == ["web1", "web2"]), server.log
+    counts = {b["group"]: b["count"] for b in hook.bodies() if b["status"] == "firing"}
+    assert counts == {"web1": 25, "web2": 30}
+    time.sleep(2 * INTERVAL)
+    assert "web3" not in {b["group"] for b in hook.bodies()}
+
+
+def test_without_group_by_the_hosts_count_together(
+        serve: Callable[..., ServerProcess], hook: Hook, tmp_path: Path) -> None:
+    rules = web_errors_rule(hook.url(), group_by=False)
+    server = serve("--config", write_config(tmp_path, rules))
+    nginx_errors(server.port("tcp"), "web1", 12)
+    nginx_errors(server.port("tcp"), "web2", 12)
+    assert wait_for(lambda: statuses(hook) == ["firing"]), server.log
+    assert hook.bodies()[0]["count"] == 24 and hook.bodies()[0]["group"] is None
+
+
+def test_a_restart_while_firing_neither_fires_again_nor_forgets(
+        serve: Callable[..., ServerProcess], hook: Hook, dsn: str, tmp_path: Path) -> None:
+    config = write_config(tmp_path, web_errors_rule(hook.url(), window="20s"))
+    first = serve("--config", config, "--data-dir", str(tmp_path / "data"))
+    nginx_errors(first.port("tcp"), "web1")
+    assert wait_for(lambda: statuses(hook) == ["firing"]), first.log
+    assert first.stop(signal.SIGTERM) == 0
+    second = serve("--config", config, "--data-dir", str(tmp_path / "data"))
+    # Still firing (the 25 rows are inside the window): evaluated, not notified again.
+    assert wait_for(lambda: query(dsn, "SELECT count(*) FROM syslog.alert_state WHERE "
+                                       "evaluated_at > now() - interval '2 seconds'")[0][0] == 1)
+    assert statuses(hook) == ["firing"]
+    assert wait_for(lambda: statuses(hook) == ["firing", "resolved"], 40), second.log
+    time.sleep(2 * INTERVAL)
+    assert statuses(hook) == ["firing", "resolved"]
+
+
+def test_a_silent_sender_fires_and_resolves_when_it_sends_again(
+        serve: Callable[..., ServerProcess], hook: Hook, dsn: str, tmp_path: Path) -> None:
+    insert(dsn, [record("fw1 is alive", host="fw1", app="filterlog")])  # fw1 was sending
+    rules = (f'[[alert]]\nname = "firewall silent"\nhost = "fw1"\nwindow = "8s"\nbelow = 1\n'
+             f'notify = ["{hook.url()}"]\n')
+    server = serve("--config", write_config(tmp_path, rules))
+    assert wait_for(lambda: statuses(hook) == ["firing"]), server.log
+    silent = hook.bodies()[0]
+    assert (silent["rule"], silent["count"], silent["below"]) == ("firewall silent", 0, 1)
+    send_tcp(server.port("tcp"), b"<134>Dec  2 05:00:00 fw1 filterlog: pass in on em0\n")
+    assert wait_for(lambda: statuses(hook) == ["firing", "resolved"]), server.log
+    assert hook.bodies()[1]["count"] == 1
+
+
+def test_a_target_answering_500_is_retried_and_every_attempt_is_recorded(
+        serve: Callable[..., ServerProcess], hook: Hook, dsn: str, tmp_path: Path) -> None:
+    hook.statuses = [500, 500]
+    server = serve("--config", write_config(tmp_path, web_errors_rule(hook.url())))
+    nginx_errors(server.port("tcp"), "web1")
+    attempts_sql = ("SELECT status, attempt, http_status, error FROM syslog.alert_notifications "
+                    "ORDER BY id")
+    assert wait_for(lambda: len(query(dsn, attempts_sql)) >= 3), server.log
+    attempts = query(dsn, attempts_sql)[:3]
+    assert [(s, a, h) for s, a, h, _ in attempts] == [("firing", 1, 500), ("firing", 2, 500),
+                                                      ("firing", 3, 200)]
+    assert "500" in attempts[0][3] and attempts[2][3] is None
+    # Three POSTs of the same firing alert, then nothing more for it.
+    assert [b["status"] for b in hook.bodies()][:3] == ["firing"] * 3
+    notified = query(dsn, "SELECT notified_status FROM syslog.alert_state")
+    assert notified == [("firing",)] or notified == [("resolved",)]
+
+
+def test_alertmanager_targets_get_the_v2_alerts_format(
+        serve: Callable[..., ServerProcess], hook: Hook, tmp_path: Path) -> None:
+    target = f'{{url = "http://127.0.0.1:{hook.port}", format = "alertmanager"}}'
+    rules = web_errors_rule(hook.url()).replace(f'["{hook.url()}"]', f"[{target}]")
+    server = serve("--config", write_config(tmp_path, rules))
+    nginx_errors(server.port("tcp"), "web1")
+    path = "/api/v2/alerts"
+    assert wait_for(lambda: len(hook.bodies(path)) == 2), server.log
+    firing, resolved = (body[0] for body in hook.bodies(path))
+    assert firing["labels"] == {"alertname": "web errors", "host": "web1", "severity": "err",
+                                "source": "pgsyslog"}
+    assert "endsAt" not in firing and firing["startsAt"]
+    assert resolved["labels"] == firing["labels"]
+    assert resolved["endsAt"] >= resolved["startsAt"] >= firing["startsAt"]
+    assert all(isinstance(v, str) for v in firing["annotations"].values())
+    assert "upstream timed out" in firing["annotations"]["sample"]
+
+
+def test_two_receivers_on_one_database_send_each_notification_once(
+        serve: Callable[..., ServerProcess], hook: Hook, dsn: str, tmp_path: Path) -> None:
+    config = write_config(tmp_path, web_errors_rule(hook.url()))
+    first = serve("--config", config)
+    second = serve("--config", config)
+    nginx_errors(first.port("tcp"), "web1", 15)
+    nginx_errors(second.port("tcp"), "web1", 15)
+    assert wait_for_rows(dsn, 30) == 30
+    assert wait_for(lambda: statuses(hook) == ["firing", "resolved"]), first.log + second.log
+    time.sleep(3 * INTERVAL)
+    assert statuses(hook) == ["firing", "resolved"]
+    assert json.dumps(hook.bodies()[0]["count"]) == "30"
+    assert query(dsn, "SELECT count(*) FROM syslog.alert_notifications")[0][0] == 2
