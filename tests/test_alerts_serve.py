@@ -8,6 +8,7 @@ import json
 import signal
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +98,12 @@ def nginx_errors(port: int, host: str, n: int = 25) -> None:
     send_tcp(port, lines)
 
 
+def http_get(server: ServerProcess, path: str) -> str:
+    url = f"http://127.0.0.1:{server.port('http')}{path}"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return str(response.read().decode())
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float = WAIT) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -140,6 +147,16 @@ def test_with_group_by_two_hosts_give_two_alerts(
                                    if b["status"] == "firing") == ["web1", "web2"]), server.log
     counts = {b["group"]: b["count"] for b in hook.bodies() if b["status"] == "firing"}
     assert counts == {"web1": 25, "web2": 30}
+    api = json.loads(http_get(server, "/api/alerts"))
+    assert [r["name"] for r in api["rules"]] == ["web errors"]
+    assert api["rules"][0]["filters"] == {"app": ["nginx"], "severity": "err"}
+    assert api["rules"][0]["notify"] == [{"url": f"http://127.0.0.1:{hook.port}",
+                                          "format": "json"}]
+    firing = {(a["group"], a["last_count"]) for a in api["alerts"] if a["status"] == "firing"}
+    assert firing >= {("web1", 25), ("web2", 30)}
+    metrics = http_get(server, "/metrics")
+    assert 'pgsyslog_alert_firing{group="web1",rule="web errors"} 1.0' in metrics
+    assert 'pgsyslog_alert_notification_attempts_total{outcome="delivered"}' in metrics
     time.sleep(2 * INTERVAL)
     assert "web3" not in {b["group"] for b in hook.bodies()}
 

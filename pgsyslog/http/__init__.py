@@ -9,10 +9,12 @@ known: handlers answer 503 until ``state.dsn`` is set (pgsyslog.http.database).
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from aiohttp import web
 
 from pgsyslog.config import Endpoint
+from pgsyslog.http.alerts import ALERT_RULES, alerts
 from pgsyslog.http.auth import Auth, login, logout, require_token
 from pgsyslog.http.console import add_console
 from pgsyslog.http.context import (
@@ -61,7 +63,8 @@ class HttpServer:
 def make_app(state: ReceiverState, token: str | None, metrics: Metrics, *,
              db_connections: int = DEFAULT_DB_CONNECTIONS,
              limits: Limits | None = None,
-             retention_days: int | None = None) -> web.Application:
+             retention_days: int | None = None,
+             alert_rules: tuple[Any, ...] = ()) -> web.Application:
     app = web.Application(middlewares=MIDDLEWARES)
     app[STATE] = state
     app[CLOSING] = asyncio.Event()
@@ -70,6 +73,7 @@ def make_app(state: ReceiverState, token: str | None, metrics: Metrics, *,
     app[DATABASE] = ApiDatabase(state, db_connections)
     app[AUTH] = Auth(token)
     app[RETENTION] = Retention(retention_days)
+    app[ALERT_RULES] = alert_rules
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics.handle)
     app.router.add_get("/api/search", require_token(search))
@@ -79,6 +83,7 @@ def make_app(state: ReceiverState, token: str | None, metrics: Metrics, *,
     app.router.add_get("/api/context", require_token(context_rows))
     app.router.add_get("/api/stats", require_token(stats))
     app.router.add_get("/api/partitions", require_token(partitions))
+    app.router.add_get("/api/alerts", require_token(alerts))
     app.router.add_post("/api/login", login)
     app.router.add_post("/api/logout", logout)
     add_console(app)
@@ -99,12 +104,13 @@ async def start_http(endpoint: Endpoint, token: str | None, state: ReceiverState
                      db_connections: int = DEFAULT_DB_CONNECTIONS,
                      max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
                      stream_timeout: float = DEFAULT_STREAM_TIMEOUT,
-                     retention_days: int | None = None) -> HttpServer:
+                     retention_days: int | None = None,
+                     alert_rules: tuple[Any, ...] = ()) -> HttpServer:
     """Bind and serve; usable before the database is known (``state.dsn`` None)."""
     metrics = Metrics(state)
     app = make_app(state, token, metrics, db_connections=db_connections,
                    limits=Limits(max_response_bytes, stream_timeout),
-                   retention_days=retention_days)
+                   retention_days=retention_days, alert_rules=alert_rules)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT,
                            keepalive_timeout=KEEPALIVE_TIMEOUT,
                            logger=server_log)

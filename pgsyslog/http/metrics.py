@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram,
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from pgsyslog.http.alerts import alert_metrics
 from pgsyslog.receiver.state import ReceiverState
 from pgsyslog.receiver.tls import FAILURE_REASONS
 
@@ -120,5 +121,6 @@ class Metrics:
         self.state.batch_observers.remove(self.observe_batch)
 
     async def handle(self, request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(self.registry),
+        body = generate_latest(self.registry) + await alert_metrics(request.app)
+        return web.Response(body=body,
                             headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -435,7 +435,8 @@ class Receiver:
             http = await start_http(endpoint, self.config.http_token, self.state,
                                     db_connections=self.config.http_db_connections,
                                     max_response_bytes=self.config.http_max_response_bytes,
-                                    stream_timeout=self.config.http_stream_timeout)
+                                    stream_timeout=self.config.http_stream_timeout,
+                                    alert_rules=self.config.alert)
         except OSError as e:
             raise bind_error("http", endpoint, e) from None
         self.state.listening.append(Listening("http", Endpoint(endpoint.host, http.port)))
