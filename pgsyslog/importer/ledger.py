@@ -62,22 +62,27 @@ async def find(conn: AsyncConnection, identity: FileIdentity) -> KnownFile | Non
     return recognise(identity, [KnownFile(*row) for row in rows])
 
 
-async def advance(conn: AsyncConnection, state: FileState, identity: FileIdentity, path: str,
-                  position: int, lines: int) -> int:
-    """Record the new position in the current transaction; return the file's id."""
+async def advance(conn: AsyncConnection, file_id: int | None, start: int,
+                  identity: FileIdentity, path: str, position: int, lines: int) -> int:
+    """Move the file's position from ``start`` to ``position`` (``lines`` more lines read)
+    in the current transaction; return the file's id (a new row when ``file_id`` is None).
+
+    Waits for a transaction moving the same file to end; raises ConcurrentImport when the
+    position is no longer ``start`` then (it moved, or an earlier group rolled back).
+    """
     params = {"device": identity.device, "inode": identity.inode,
               "head": identity.head_sha256(), "head_length": len(identity.head),
               "path": path, "compressed": identity.compressed, "position": position,
-              "lines": lines, "id": state.id, "start": state.position}
+              "lines": lines, "id": file_id, "start": start}
     async with conn.cursor() as cur:
-        if state.id is None:
-            params["lines"] = state.lines + lines
+        if file_id is None:
             await cur.execute(_INSERT, params)
             row = await cur.fetchone()
             assert row is not None
             return int(row[0])
         await cur.execute(_ADVANCE, params)
         if cur.rowcount != 1:
-            raise ConcurrentImport(f"{path}: another import moved its position meanwhile; "
-                                   "this one stops (nothing was stored twice)")
-    return state.id
+            raise ConcurrentImport(f"{path}: its position in imported_files moved meanwhile "
+                                   "(another import of it?); this one stops, and nothing was "
+                                   "stored twice")
+    return file_id

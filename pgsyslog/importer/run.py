@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
@@ -47,19 +48,38 @@ class OpenFile:
     """A source being imported: where it stands and what became of its lines."""
 
     source: Source
-    state: ledger.FileState
+    state: ledger.FileState  # what is committed
     reader: LineReader
+    tally: Tally
+    submitted: int = 0  # the position the last group handed to a writer ends at
+
+
+@dataclass
+class InFlight:
+    """A group being written: its transaction, and what to note once it committed."""
+
+    task: asyncio.Task[int | None]
+    conn: psycopg.AsyncConnection[Any]
+    opened: OpenFile
+    group: LineGroup
     tally: Tally
 
 
 class Importer:
-    """Stores groups of lines of open files on one connection."""
+    """Stores groups of lines of open files, one transaction at a time.
+
+    While PostgreSQL takes one group (the full-text index is most of its work), the next
+    is parsed in a thread. One transaction at a time, because copy_records registers each
+    batch under the commit-order lock while groups of a file must commit in order; two
+    writers would wait for each other.
+    """
 
     def __init__(self, dsn: str, settings: ImportSettings, progress: ImportProgress) -> None:
         self.dsn = dsn
         self.settings = settings
         self.progress = progress
         self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._inflight: deque[InFlight] = deque()
         self._days: set[date] = set()  # days whose partition is known to exist
         self._warned_too_old = False
         self.unrouted = 0
@@ -70,6 +90,7 @@ class Importer:
         self._days = await asyncio.to_thread(_partition_days, self.dsn)
 
     async def close(self) -> None:
+        await self._abandon()
         if self._conn is not None:
             conn, self._conn = self._conn, None
             with contextlib.suppress(psycopg.Error, OSError):
@@ -77,7 +98,8 @@ class Importer:
 
     @property
     def conn(self) -> psycopg.AsyncConnection[Any]:
-        assert self._conn is not None, "connect() first"
+        """The connection, for queries while no group is in flight."""
+        assert self._conn is not None and not self._inflight, "connect() first, then drain()"
         return self._conn
 
     async def open(self, source: Source) -> OpenFile:
@@ -88,32 +110,79 @@ class Importer:
     async def import_all(self, opened: OpenFile, stop: asyncio.Event) -> None:
         """Read the file to its end (an unterminated last line included), group by group."""
         self.progress.start(opened.source.name, opened.source.disk_size)
-        while not stop.is_set():
-            group = opened.reader.group(self.settings.batch_rows, final=True)
-            if group is None:
-                break
-            await self.store_group(opened, group)
+        try:
+            while not stop.is_set():
+                group = opened.reader.group(self.settings.batch_rows, final=True)
+                if group is None:
+                    break
+                await self.submit(opened, group)
+            await self.drain()
+        finally:
+            await self._abandon()
         self.progress.finish()
 
     async def store_group(self, opened: OpenFile, group: LineGroup) -> None:
-        """Store one group and the file's new position in one transaction."""
-        source, state = opened.source, opened.state
-        converted = convert(group.lines, self._options(source))
-        await self._ensure_days(converted.records)
-        file_id = state.id
-        async with self.conn.transaction():
-            if converted.records:
-                await self._copy(converted.records)
-            if source.identity is not None:
-                source.identity = reread_head(source)
-                assert source.identity is not None
-                file_id = await ledger.advance(self.conn, state, source.identity, source.location,
-                                               group.end, len(group.lines))
-        state.id, state.position, state.lines = file_id, group.end, state.lines + len(group.lines)
+        """Store one group and the file's new position, and wait for the commit."""
+        try:
+            await self.submit(opened, group)
+            await self.drain()
+        finally:
+            await self._abandon()
+
+    async def submit(self, opened: OpenFile, group: LineGroup) -> None:
+        """Parse the group (while the group before it is written), then start its
+        transaction."""
+        options = self._options(opened.source)
+        converted = await asyncio.to_thread(convert, group.lines, options)
         converted.tally.bytes = sum(map(len, group.lines))
-        self._note(converted.tally)
-        opened.tally.add(converted.tally)
-        self.progress.update(opened.tally.lines, source.disk_position(group.end))
+        await self.drain()
+        await self._ensure_days(converted.records)
+        source = opened.source
+        source.identity = reread_head(source)
+        conn = self.conn
+        task = asyncio.ensure_future(self._write(conn, opened.state.id, opened.state.position,
+                                                 source, group, converted.records))
+        self._inflight.append(InFlight(task, conn, opened, group, converted.tally))
+
+    async def drain(self) -> None:
+        """Wait for every group in flight to commit (the first failure is raised)."""
+        while self._inflight:
+            await self._settle_oldest()
+
+    async def _settle_oldest(self) -> None:
+        item = self._inflight[0]
+        try:
+            file_id = await item.task
+        finally:
+            self._inflight.popleft()
+        state = item.opened.state
+        state.id = state.id if file_id is None else file_id
+        state.position, state.lines = item.group.end, state.lines + len(item.group.lines)
+        self._note(item.tally)
+        item.opened.tally.add(item.tally)
+        self.progress.update(item.opened.tally.lines,
+                             item.opened.source.disk_position(item.group.end))
+
+    async def _abandon(self) -> None:
+        """After a failure: end the transactions still in flight (each commits whole or not
+        at all, with its position)."""
+        while self._inflight:
+            item = self._inflight.popleft()
+            item.task.cancel()
+            with contextlib.suppress(BaseException):
+                await item.task
+
+    async def _write(self, conn: psycopg.AsyncConnection[Any], file_id: int | None, start: int,
+                     source: Source, group: LineGroup, records: Sequence[Record]
+                     ) -> int | None:
+        """One transaction: the rows and the file's new position."""
+        async with conn.transaction():
+            if records:
+                await self._copy(conn, records)
+            if source.identity is None:
+                return None
+            return await ledger.advance(conn, file_id, start, source.identity, source.location,
+                                        group.end, len(group.lines))
 
     def _options(self, source: Source) -> LineOptions:
         now = datetime.now(UTC)
@@ -135,28 +204,30 @@ class Importer:
             await asyncio.to_thread(_make_partitions, self.dsn, missing)
             self._days |= missing
 
-    async def _copy(self, records: Sequence[Record], *, partitions_made: bool = False) -> None:
+    async def _copy(self, conn: psycopg.AsyncConnection[Any], records: Sequence[Record], *,
+                    partitions_made: bool = False) -> None:
         """COPY the records in a savepoint; split off rows the database refuses."""
         try:
-            async with self.conn.transaction():
-                await copy_records(self.conn, records)
+            async with conn.transaction():
+                await copy_records(conn, records)
         except Exception as e:
             failure = classify(e)
-            if failure is Failure.TRANSIENT or failure is Failure.DUPLICATE or self.conn.broken:
+            if failure is Failure.TRANSIENT or failure is Failure.DUPLICATE or conn.broken:
                 raise
             if failure is Failure.NO_PARTITION and not partitions_made:
                 await self._ensure_days(records, again=True)  # dropped meanwhile
-                await self._copy(records, partitions_made=True)
+                await self._copy(conn, records, partitions_made=True)
             elif len(records) == 1:
-                await self._copy_unrouted(records, describe(e))
+                await self._copy_unrouted(conn, records, describe(e))
             else:
                 middle = len(records) // 2
-                await self._copy(records[:middle], partitions_made=partitions_made)
-                await self._copy(records[middle:], partitions_made=partitions_made)
+                await self._copy(conn, records[:middle], partitions_made=partitions_made)
+                await self._copy(conn, records[middle:], partitions_made=partitions_made)
 
-    async def _copy_unrouted(self, records: Sequence[Record], error: str) -> None:
-        async with self.conn.transaction():
-            await copy_unrouted(self.conn, records, error)
+    async def _copy_unrouted(self, conn: psycopg.AsyncConnection[Any], records: Sequence[Record],
+                             error: str) -> None:
+        async with conn.transaction():
+            await copy_unrouted(conn, records, error)
         self.unrouted += len(records)
         log.warning("a line refused by syslog.messages is kept in syslog.unrouted: %s", error)
 
@@ -169,7 +240,8 @@ def resume(source: Source, known: KnownFile | None) -> OpenFile:
         source.seek(known.position)
         state = ledger.FileState(known.id, known.position, known.lines)
         tally = Tally(already=known.lines)
-    return OpenFile(source, state, LineReader(source.stream, state.position), tally)
+    return OpenFile(source, state, LineReader(source.stream, state.position), tally,
+                    state.position)
 
 
 def _partition_days(dsn: str) -> set[date]:
