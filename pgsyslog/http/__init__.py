@@ -9,6 +9,7 @@ known: handlers answer 503 until ``state.dsn`` is set (pgsyslog.http.database).
 from __future__ import annotations
 
 import asyncio
+import ssl
 from typing import Any
 
 from aiohttp import web
@@ -105,8 +106,13 @@ async def start_http(endpoint: Endpoint, token: str | None, state: ReceiverState
                      max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
                      stream_timeout: float = DEFAULT_STREAM_TIMEOUT,
                      retention_days: int | None = None,
-                     alert_rules: tuple[Any, ...] = ()) -> HttpServer:
-    """Bind and serve; usable before the database is known (``state.dsn`` None)."""
+                     alert_rules: tuple[Any, ...] = (),
+                     ssl_context: ssl.SSLContext | None = None) -> HttpServer:
+    """Bind and serve; usable before the database is known (``state.dsn`` None).
+
+    With ``ssl_context`` the listener speaks HTTPS only: a plain HTTP request fails its
+    handshake (tests/test_https.py::test_https_serves_health_and_the_api_and_refuses_http).
+    """
     metrics = Metrics(state)
     app = make_app(state, token, metrics, db_connections=db_connections,
                    limits=Limits(max_response_bytes, stream_timeout),
@@ -115,7 +121,7 @@ async def start_http(endpoint: Endpoint, token: str | None, state: ReceiverState
                            keepalive_timeout=KEEPALIVE_TIMEOUT,
                            logger=server_log)
     await runner.setup()
-    site = web.TCPSite(runner, endpoint.host, endpoint.port)
+    site = web.TCPSite(runner, endpoint.host, endpoint.port, ssl_context=ssl_context)
     try:
         await site.start()
     except OSError:

@@ -42,7 +42,12 @@ from pgsyslog.receiver.spooler import Spooler, SpoolReplayer
 from pgsyslog.receiver.state import Listening, ReceiverState
 from pgsyslog.receiver.store import BatchStore
 from pgsyslog.receiver.tcp import StreamListener, SyslogStreamProtocol, stop_listening
-from pgsyslog.receiver.tls import TlsContextError, TlsServer, make_tls_context
+from pgsyslog.receiver.tls import (
+    TlsContextError,
+    TlsServer,
+    context_from_config,
+    https_context_from_config,
+)
 from pgsyslog.receiver.udp import UdpListener, kernel_drops
 from pgsyslog.receiver.write_policy import Batch, chunks, describe
 from pgsyslog.receiver.writer import BatchWriter
@@ -359,9 +364,8 @@ class Receiver:
         if not self._tls_servers:
             log.info("SIGHUP: nothing to reload (no TLS listener)")
             return
-        assert cfg.tls_cert is not None and cfg.tls_key is not None
         try:
-            context = make_tls_context(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca)
+            context = context_from_config(cfg)
         except Exception as e:  # whatever the files hold, a reload never stops serve
             log.error("SIGHUP: kept the TLS certificate in use: cannot load the new files: %s",
                       str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
@@ -383,9 +387,8 @@ class Receiver:
             log.warning("%s", warning)
         tls_context = None
         if cfg.tls:
-            assert cfg.tls_cert is not None and cfg.tls_key is not None
             try:
-                tls_context = make_tls_context(cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca)
+                tls_context = context_from_config(cfg)
             except TlsContextError as e:
                 raise StartupError(str(e)) from None
         for transport, endpoint in cfg.listeners:
@@ -403,7 +406,8 @@ class Receiver:
                                             AllowList(cfg.tls_allow))
                     tls_server = TlsServer.bind(endpoint, shared, tls_context,
                                                 cfg.tls_handshake_timeout,
-                                                self.state.listeners_down)
+                                                self.state.listeners_down,
+                                                cfg.tls_permitted_peers)
                     self._stream_servers.append(tls_server)
                     self._tls_servers.append(tls_server)
                     bound = tls_server.sockets[0].getsockname()
@@ -432,14 +436,24 @@ class Receiver:
         from pgsyslog.http import start_http
 
         try:
+            https = https_context_from_config(self.config)
+        except TlsContextError as e:
+            raise StartupError(str(e)) from None
+        try:
             http = await start_http(endpoint, self.config.http_token, self.state,
                                     db_connections=self.config.http_db_connections,
                                     max_response_bytes=self.config.http_max_response_bytes,
                                     stream_timeout=self.config.http_stream_timeout,
-                                    alert_rules=self.config.alert)
+                                    alert_rules=self.config.alert,
+                                    ssl_context=https)
         except OSError as e:
             raise bind_error("http", endpoint, e) from None
-        self.state.listening.append(Listening("http", Endpoint(endpoint.host, http.port)))
+        scheme = "http" if https is None else "https"
+        self.state.listening.append(Listening(scheme, Endpoint(endpoint.host, http.port)))
+        if self.config.http_token and https is None and not is_loopback(endpoint.host):
+            log.warning("the HTTP API on %s listens beyond this machine without HTTPS: "
+                        "http_token travels in clear text; set http_tls_cert and "
+                        "http_tls_key, or listen on 127.0.0.1 and use an SSH tunnel", endpoint)
         if not self.config.http_token and not is_loopback(endpoint.host):
             log.warning("the HTTP API on %s is open to the network without http_token: anyone "
                         "who reaches it can read every message; set http_token, or listen "

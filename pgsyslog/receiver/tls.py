@@ -90,8 +90,20 @@ _SSL_REASONS: dict[str, FailureReason] = {
 TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 
 
+class NameNotPermitted(Exception):
+    """A client certificate the CA signed, with none of the permitted names."""
+
+    def __init__(self, cert: Mapping[str, Any] | None) -> None:
+        names = certificate_names(cert or {})
+        shown = ", ".join(repr(n) for n in names[:5]) + (", ..." if len(names) > 5 else "")
+        super().__init__(f"its certificate names {shown or 'nothing'}, none of them in "
+                         "tls_permitted_peers")
+
+
 def failure_reason(e: BaseException) -> FailureReason:
     """Why a handshake failed, from the error's codes (never from its message text)."""
+    if isinstance(e, NameNotPermitted):
+        return "name_not_permitted"
     if isinstance(e, ssl.SSLCertVerificationError):
         return _VERIFY_REASONS.get(e.verify_code, "other")
     if isinstance(e, ssl.SSLError):
@@ -372,16 +384,6 @@ class TlsStreamProtocol(SyslogStreamProtocol):
         self.server.handshake_failures.warning(
             self.peer, "TLS handshake with %s failed: %s [reason: %s]", self.peer,
             describe_failure(e), reason)
-
-
-class NameNotPermitted(Exception):
-    """A client certificate the CA signed, with none of the permitted names."""
-
-    def __init__(self, cert: Mapping[str, Any] | None) -> None:
-        names = certificate_names(cert or {})
-        shown = ", ".join(repr(n) for n in names[:5]) + (", ..." if len(names) > 5 else "")
-        super().__init__(f"its certificate names {shown or 'nothing'}, none of them in "
-                         "tls_permitted_peers")
 
 
 def describe_failure(e: BaseException) -> str:
