@@ -178,7 +178,7 @@ function liveRows(rows) {
     view.pendingCount += rows.length;
     view.pending.splice(0, Math.max(0, view.pending.length - MAX_LIVE_ROWS));
     const button = $("#new-rows");
-    button.textContent = `${count(view.pendingCount)} new rows — back to the top`;
+    button.textContent = `${count(view.pendingCount)} new ${view.pendingCount === 1 ? "row" : "rows"} — back to the top`;
     show(button, true);
     return;
   }

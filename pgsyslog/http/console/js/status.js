@@ -41,11 +41,29 @@ function renderHealth(health) {
   ]);
 }
 
-function topTable(name, entries) {
-  const rows = (Array.isArray(entries) ? entries : Object.entries(entries ?? {}).map(
-    ([value, n]) => ({ value, count: n }))).map((e) =>
-    h("tr", {}, h("td", {}, e.label ?? e.value ?? e.name ?? text(e)), h("td", { class: "num" }, count(e.count ?? e.rows))));
-  return h("div", { class: "top" }, h("h3", {}, name), h("table", { class: "kv" }, h("tbody", {}, ...rows)));
+function countTable(title, entries) {
+  const rows = entries.map(([name, n]) =>
+    h("tr", {}, h("td", {}, name ?? "(none)"), h("td", { class: "num" }, count(n))));
+  return h("div", { class: "top" }, h("h3", {}, title), h("table", { class: "kv" }, h("tbody", {}, ...rows)));
+}
+
+// `top` is what `pgsyslog stats -o json` prints for the last 24 hours.
+function renderTop(top) {
+  const rate = (perSecond) => (perSecond === null || perSecond === undefined ? "—" : `${(perSecond * 60).toFixed(1)}/min`);
+  definitions($("#top dl"), [
+    ["Rows", count(top.rows), "rows"],
+    ["Rate, last minute", rate(top.rows_per_second_last_minute), "rate_minute"],
+    ["Rate, last hour", rate(top.rows_per_second_last_hour), "rate_hour"],
+  ]);
+  $("#top div").replaceChildren(
+    countTable("By severity", Object.entries(top.by_severity ?? {})),
+    countTable("Top hosts", (top.top_hosts ?? []).map((e) => [e.hostname, e.rows])),
+    countTable("Top apps", (top.top_apps ?? []).map((e) => [e.app_name, e.rows])));
+}
+
+function retention(days) {
+  if (days === null || days === undefined) return "—";
+  return days ? `${days} days` : "kept forever";
 }
 
 function renderStats(stats) {
@@ -57,28 +75,32 @@ function renderStats(stats) {
   definitions($("#store dl"), [
     ["Oldest row", localTime(stats.oldest) || "—", "oldest"],
     ["Newest row", localTime(stats.newest) || "—", "newest"],
-    ["Retention", stats.retention_days ? `${stats.retention_days} days` : "kept forever", "retention"],
+    ["Retention", retention(stats.retention_days), "retention"],
   ]);
   $("#counters tbody").replaceChildren(...Object.entries(stats.counters ?? {}).map(([name, value]) =>
     h("tr", { "data-counter": name }, h("th", {}, name), h("td", { class: "num" }, text(value)))));
-  $("#top div").replaceChildren(...Object.entries(stats.top ?? {}).map(([name, entries]) => topTable(name, entries)));
+  renderTop(stats.top ?? {});
 }
 
 function renderPartitions(answer) {
   $("#partitions tbody").replaceChildren(...answer.partitions.map((p) =>
     h("tr", { "data-partition": p.name }, h("td", {}, p.name), h("td", {}, p.day),
-      h("td", { class: "num" }, count(p.rows)), h("td", { class: "num" }, bytes(p.bytes)),
+      h("td", { class: "num", title: "an estimate of PostgreSQL's statistics" }, `≈ ${count(p.rows)}`), h("td", { class: "num" }, bytes(p.bytes)),
       h("td", {}, p.expires ?? "never"))));
 }
 
 function renderAlerts(answer) {
   const firing = (answer.alerts ?? []).filter((a) => a.status !== "ok" && a.status !== "resolved");
-  $("#alerts .note").textContent = firing.length ? "" : "No alert is firing.";
+  const rules = answer.rules ?? [];
+  $("#alerts .note").textContent = !rules.length ? "No alert rules are configured ([[alert]] in the configuration file)."
+    : firing.length ? "" : "No alert is firing.";
+  for (const part of ["#alerts .firing", "#alerts .firing-title"]) show($(part), firing.length > 0);
+  for (const part of ["#alerts .rules", "#alerts .rules-title"]) show($(part), rules.length > 0);
   $("#alerts .firing tbody").replaceChildren(...firing.map((a) =>
     h("tr", { "data-alert": a.rule }, h("td", {}, a.rule), h("td", {}, text(a.group)),
       h("td", { class: "bad" }, a.status), h("td", {}, localTime(a.started_at)),
       h("td", { class: "num" }, count(a.last_count)))));
-  $("#alerts .rules tbody").replaceChildren(...(answer.rules ?? []).map((r) =>
+  $("#alerts .rules tbody").replaceChildren(...rules.map((r) =>
     h("tr", { "data-rule": r.name }, h("td", {}, r.name), h("td", {}, text(r.query ?? r.filters)),
       h("td", {}, text(r.window)), h("td", {}, r.below ? `below ${text(r.threshold)}` : `${text(r.threshold)} or more`),
       h("td", {}, text(r.group_by)))));
