@@ -117,7 +117,8 @@ def bench(dsn: str, tmp: Path, args: argparse.Namespace) -> None:
         print(f"run {run + 1}: {args.lines:,} lines in {seconds:.1f} s = "
               f"{rates[-1]:,.0f} lines/s", flush=True)
     median = statistics.median(rates)
-    print(f"median: {median:,.0f} lines/s (goal >= {GOAL:,}: {'met' if median >= GOAL else 'NOT met'})")
+    verdict = "met" if median >= GOAL else "NOT met"
+    print(f"median: {median:,.0f} lines/s (goal >= {GOAL:,}: {verdict})")
 
 
 if __name__ == "__main__":
