@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from pgsyslog import __version__
+from pgsyslog.cli.alerts import alerts
 from pgsyslog.cli.db import db, dsn
 from pgsyslog.cli.errors import OperatorError
 from pgsyslog.cli.import_ import import_
@@ -61,7 +62,7 @@ def cli() -> None:
 
 
 for command in (serve, check_config, parse, dsn, db, partitions, search, tail, stats,
-                import_):
+                import_, alerts):
     cli.add_command(command)
 
 

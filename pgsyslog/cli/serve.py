@@ -194,4 +194,8 @@ def check_config(config: Config) -> None:
     _ready_to_serve(config)
     for name, value in redacted(config).items():
         click.echo(f"{name} = {value}")
+    from pgsyslog.alerts.describe import rule_line
+
+    for rule in config.alert:
+        click.echo(f"alert rule {rule_line(rule)}")
     click.echo("configuration is valid")

@@ -1,0 +1,181 @@
+"""Evaluation: the pure decisions, a rule's count as one indexed statement, the state and
+history written together, owed notifications claimed once, the advisory lock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from helpers import query
+from pgsyslog.alerts import store
+from pgsyslog.alerts.counting import count, count_statement
+from pgsyslog.alerts.engine import ALERTS_LOCK, evaluate_all
+from pgsyslog.alerts.evaluate import AlertState, decide
+from pgsyslog.alerts.payload import alertmanager_json, notification_json, search_link
+from pgsyslog.alerts.rules import AlertRule, parse_rules
+from pgsyslog.storage import database
+from pgsyslog.storage.queries import compile_query
+from stored import insert, record
+
+T0 = datetime(2026, 12, 2, 6, 0, tzinfo=UTC)
+
+
+def rule(**table: object) -> AlertRule:
+    (parsed,) = parse_rules([{"name": "r", "window": "5m", **table}])
+    return parsed
+
+
+def state(group: str, status: str, notified: str | None, count: int = 0) -> AlertState:
+    return AlertState("r", group, status, T0, T0, count, None, notified)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------ decisions
+
+
+def test_a_threshold_fires_once_and_stays_firing_without_a_new_change() -> None:
+    r = rule(threshold=20)
+    (first,) = decide(r, {"": 25}, {}, T0)
+    assert (first.state.status, first.changed, first.state.owed) == ("firing", True, True)
+    again = state("", "firing", "firing", 25)
+    (second,) = decide(r, {"": 30}, {"": again}, T0 + timedelta(seconds=30))
+    assert (second.state.status, second.changed, second.state.owed) == ("firing", False, False)
+    assert second.state.started_at == T0 and second.state.last_count == 30
+
+
+def test_a_firing_alert_resolves_once_and_owes_one_resolved() -> None:
+    r = rule(threshold=20)
+    (resolved,) = decide(r, {"": 3}, {"": state("", "firing", "firing", 25)}, T0)
+    assert (resolved.state.status, resolved.changed, resolved.state.owed) == (
+        "resolved", True, True)
+
+
+def test_a_group_first_seen_under_the_threshold_owes_nothing() -> None:
+    (first,) = decide(rule(threshold=20, group_by="host"), {"web1": 3}, {}, T0)
+    assert (first.state.status, first.changed, first.state.owed) == ("resolved", False, False)
+
+
+def test_with_group_by_a_firing_group_that_matched_nothing_resolves() -> None:
+    r = rule(threshold=20, group_by="host")
+    previous = {"web1": state("web1", "firing", "firing", 25),
+                "web9": state("web9", "resolved", "resolved", 1)}
+    decisions = {d.state.group: d for d in decide(r, {"web2": 21}, previous, T0)}
+    assert set(decisions) == {"web1", "web2"}  # web9, long quiet and resolved: untouched
+    assert decisions["web1"].state.status == "resolved" and decisions["web1"].changed
+    assert decisions["web2"].state.status == "firing" and decisions["web2"].changed
+
+
+def test_below_with_group_by_fires_for_known_groups_that_went_quiet() -> None:
+    r = rule(below=1, group_by="host")
+    previous = {"fw1": state("fw1", "resolved", "resolved", 4),
+                "fw2": state("fw2", "resolved", "resolved", 4)}
+    decisions = {d.state.group: d for d in decide(r, {"fw2": 3, "fw3": 1}, previous, T0)}
+    assert decisions["fw1"].state.status == "firing" and decisions["fw1"].changed
+    assert decisions["fw2"].state.status == "resolved" and not decisions["fw2"].changed
+    assert decisions["fw3"].state.status == "resolved"  # new, and sending
+
+
+def test_the_json_document_and_the_alertmanager_alert() -> None:
+    r = rule(threshold=20, group_by="host", app="nginx", severity="err",
+             notify=["http://hook.example/x"])
+    firing = AlertState("r", "web1", "firing", T0, T0 + timedelta(minutes=1), 25,
+                        [{"message": "upstream timed out"}], None)
+    document = notification_json(r, firing, "http://logs.example:8514")
+    assert document["window"] == 300 and document["count"] == 25
+    assert document["since"] == "2026-12-02T05:56:00+00:00"
+    assert document["until"] == "2026-12-02T06:01:00+00:00"
+    assert document["link"] == search_link("http://logs.example:8514", r, firing)
+    assert document["link"].startswith("http://logs.example:8514/?app=nginx&severity=err&"
+                                       "host=web1&since=2026-12-02T05%3A56")
+    (alert,) = alertmanager_json(r, firing, None)
+    assert alert["labels"] == {"alertname": "r", "source": "pgsyslog", "host": "web1",
+                               "severity": "err"}
+    assert "endsAt" not in alert and "generatorURL" not in alert
+    resolved = AlertState("r", "web1", "resolved", T0 + timedelta(minutes=6), T0, 0)
+    (alert,) = alertmanager_json(r, resolved, None)
+    assert alert["endsAt"] == alert["startsAt"] == "2026-12-02T06:06:00+00:00"
+
+
+# ------------------------------------------------------------------------------ database
+
+
+def test_a_count_uses_the_indexes(dsn: str) -> None:
+    """On a table big enough that the planner would rather not scan it, the count reads
+    the (app_name, received_at) index; the plan is printed for the reader."""
+    with database.connect(dsn, autocommit=True) as conn:
+        conn.execute("""
+            INSERT INTO syslog.messages (received_at, facility, severity, hostname, app_name,
+                                         message, format, transport)
+            SELECT now() - (i % 3600) * interval '1 second', 1, i % 8, 'web' || (i % 20),
+                   'app' || (i % 50), 'message ' || i, 'rfc3164', 'tcp'
+            FROM generate_series(1, 200000) AS i""")
+        conn.execute("ANALYZE syslog.messages")
+        r = rule(threshold=20, app="app7", severity="err", group_by="host")
+        compiled = compile_query(count_statement(r, datetime.now(UTC)))
+        plan = "\n".join(row[0] for row in conn.execute("EXPLAIN " + compiled.sql,
+                                                        compiled.params))
+    print(plan)
+    assert "_app_name_received_at_idx" in plan
+    assert "Seq Scan" not in plan
+    assert plan.count("messages_p") == 2  # today's partition and its index, no other
+
+
+def test_count_groups_in_one_statement(dsn: str) -> None:
+    now = datetime.now(UTC)
+    insert(dsn, [record("e", host="web1", severity=3) for _ in range(3)]
+           + [record("e", host="web2", severity=3), record("ok", host="web2", severity=6),
+              record("old", host="web3", severity=3, when=now - timedelta(minutes=6))])
+    now = datetime.now(UTC)
+    with database.connect(dsn) as conn:
+        assert count(conn, rule(threshold=1, group_by="host", severity="err"), now) == {
+            "web1": 3, "web2": 1}
+        assert count(conn, rule(threshold=1, severity="err"), now) == {"": 4}
+
+
+def test_a_round_writes_state_with_its_history_and_claims_each_notification_once(
+        dsn: str) -> None:
+    rules = parse_rules([{"name": "errors", "window": "5m", "threshold": 2,
+                          "severity": "err", "notify": ["http://127.0.0.1:9/x"]}])
+    insert(dsn, [record("e", severity=3) for _ in range(3)])
+    first = evaluate_all(dsn, rules, 30.0)
+    assert first.ran and first.evaluated == ["errors"]
+    assert [(s.status, s.last_count) for s in first.owed] == [("firing", 3)]
+    assert query(dsn, "SELECT status, count FROM syslog.alert_history") == [("firing", 3)]
+    samples = query(dsn, "SELECT samples FROM syslog.alert_state")[0][0]
+    assert len(samples) == 3 and samples[0]["message"] == "e"
+    # Another round (another receiver) at once: the rule was just evaluated, the
+    # notification is claimed; nothing is evaluated or owed twice.
+    second = evaluate_all(dsn, rules, 30.0)
+    assert second.evaluated == [] and second.owed == []
+    later = evaluate_all(dsn, rules, 30.0, now=datetime.now(UTC) + timedelta(seconds=20))
+    assert later.evaluated == ["errors"] and later.owed == [] and later.changes == []
+    with database.connect(dsn, autocommit=True) as conn:
+        store.mark_notified(conn, first.owed[0], datetime.now(UTC))
+    assert query(dsn, "SELECT notified_status, claimed_until FROM syslog.alert_state") == [
+        ("firing", None)]
+
+
+def test_a_receiver_without_the_lock_skips_the_round(dsn: str) -> None:
+    rules = parse_rules([{"name": "errors", "window": "5m", "threshold": 1}])
+    with psycopg.connect(dsn, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (ALERTS_LOCK,))
+        result = evaluate_all(dsn, rules, 30.0)
+    assert not result.ran and "another receiver" in result.summary()
+    assert query(dsn, "SELECT count(*) FROM syslog.alert_state") == [(0,)]
+
+
+def test_the_state_of_a_rule_no_longer_configured_is_forgotten(dsn: str) -> None:
+    evaluate_all(dsn, parse_rules([{"name": "old", "window": "5m", "below": 1}]), 30.0)
+    assert query(dsn, "SELECT rule FROM syslog.alert_state") == [("old",)]
+    evaluate_all(dsn, parse_rules([{"name": "new", "window": "5m", "below": 1}]), 30.0)
+    assert query(dsn, "SELECT rule FROM syslog.alert_state") == [("new",)]
+    assert query(dsn, "SELECT rule FROM syslog.alert_history ORDER BY id") == [
+        ("old",), ("new",)]
+
+
+def test_rows_outside_the_window_do_not_count(dsn: str) -> None:
+    now = datetime.now(UTC)
+    insert(dsn, [record("e", severity=3, when=now - timedelta(minutes=5, seconds=1)),
+                 record("e", severity=3, when=now - timedelta(minutes=4))])
+    with database.connect(dsn) as conn:
+        assert count(conn, rule(threshold=1), now) == {"": 1}
