@@ -168,33 +168,58 @@ def wait_until_sync(predicate: Callable[[], bool], timeout: float = 10.0) -> boo
     return asyncio.run(wait_until(predicate, timeout))
 
 
-def test_a_peer_failing_again_after_the_window_is_logged_with_the_count(
+def test_failures_held_back_are_reported_when_the_peers_window_is_over(
         pki: Pki, caplog: pytest.LogCaptureFixture) -> None:
-    """In process, with a window of 0.5 s instead of a minute: the line after the window
-    says how many failures of the same address were not logged."""
+    """In process, with a window of 0.5 s instead of a minute: the failures held back in
+    it are logged, by reason, once it is over, though the peer fails no more; after a
+    quiet window the next failure is a line of its own again."""
     receiving = Receiving.make()
     context = make_tls_context(pki.server.cert, pki.server.key, pki.ca.cert)
+    expired = pki.client_named("expired", "old.example.net", expired=True)
+
+    def lines() -> list[str]:
+        return [m for m in caplog.messages if "127.0.0.7" in m]
 
     async def scenario() -> None:
         server = await receiving.tls(context)
         server.handshake_failures = PeerLog(logging.getLogger("pgsyslog.receiver.tls"), 0.5)
         port = server.sock.getsockname()[1]
-        for _ in range(4):
-            await asyncio.to_thread(send_from, "127.0.0.7", port, pki, pki.stranger)
-        await asyncio.sleep(0.6)
+        for client in (pki.stranger, pki.stranger, expired, pki.stranger):
+            await asyncio.to_thread(send_from, "127.0.0.7", port, pki, client)
+        assert await wait_until(lambda: len(lines()) == 2)
+        await asyncio.sleep(1.2)  # a window with nothing held back: forgotten
         await asyncio.to_thread(send_from, "127.0.0.7", port, pki, None)
-        assert await wait_until(lambda: receiving.state.counters.tls_handshake_failed == 5)
+        assert await wait_until(lambda: len(lines()) == 3)
 
     with caplog.at_level(logging.WARNING, "pgsyslog.receiver.tls"):
         run(scenario(), receiving)
-    lines = [m for m in caplog.messages if "127.0.0.7" in m]
-    assert len(lines) == 2, lines
-    assert "[reason: unknown_ca]" in lines[0]
-    assert lines[1].startswith("TLS handshake with 127.0.0.7 failed: peer did not return a "
-                               "certificate [reason: no_certificate] (and 3 more from "
-                               "127.0.0.7 in the last ")
-    assert receiving.state.counters.tls_handshake_failures == {"unknown_ca": 4,
-                                                               "no_certificate": 1}
+    first, summary, fresh = lines()
+    assert first.startswith("TLS handshake with 127.0.0.7 failed: certificate verify failed: "
+                            "unable to get local issuer certificate [reason: unknown_ca] ")
+    assert summary.startswith("3 more failed TLS handshakes from 127.0.0.7 in the last ")
+    assert summary.endswith("s: unknown_ca 2, expired 1 (logged at most every 0.5s per peer)")
+    assert fresh == ("TLS handshake with 127.0.0.7 failed: peer did not return a certificate "
+                     "[reason: no_certificate] (logged at most every 0.5s per peer)")
+    assert receiving.state.counters.tls_handshake_failures == {
+        "unknown_ca": 3, "expired": 1, "no_certificate": 1}
+
+
+def test_peer_limit_overdue() -> None:
+    clock = Clock()
+    limit = PeerLimit(60.0, clock)
+    limit.turn("a")
+    limit.turn("a", "unknown_ca")
+    limit.turn("a", "expired")
+    limit.turn("a", "unknown_ca")
+    limit.turn("b")  # nothing held back
+    clock.now += 30
+    assert limit.overdue() == []  # the window is not over
+    clock.now += 30
+    assert limit.overdue() == [("a", Turn(3, 60, (("unknown_ca", 2), ("expired", 1))))]
+    assert limit.turn("b") == Turn()  # forgotten: a line of its own, no count
+    assert limit.turn("a") is None  # the summary was a's line for this minute
+    clock.now += 60
+    assert limit.overdue() == [("a", Turn(1, 60))]
 
 
 @pytest.mark.parametrize(("make_error", "reason"), [

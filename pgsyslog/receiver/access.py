@@ -6,7 +6,7 @@ import ipaddress
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pgsyslog.config import Network
 
@@ -44,24 +44,31 @@ class AllowList:
 @dataclass(frozen=True, slots=True)
 class Turn:
     """A line may be logged now; ``held_back`` lines were not, in the ``seconds`` since
-    the peer's previous line."""
+    the peer's previous line (``kinds``: how many of each kind, most first)."""
 
     held_back: int = 0
     seconds: float = 0.0
+    kinds: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(slots=True)
 class _Window:
     opened: float  # when the peer's last line was logged
     held_back: int = 0
+    kinds: dict[str, int] = field(default_factory=dict)
+
+    def turn(self, now: float) -> Turn:
+        kinds = sorted(self.kinds.items(), key=lambda kind: (-kind[1], kind[0]))
+        return Turn(self.held_back, now - self.opened, tuple(kinds))
 
 
 class PeerLimit:
-    """Per peer: the first event logs, then at most one per ``every`` seconds; the events
-    held back in between are counted and handed to the next line. Pure: the clock is given.
+    """Per peer: the first event logs, then at most one line per ``every`` seconds; the
+    events held back in between are counted and handed to the next line, or to a summary
+    once the window is over (:meth:`overdue`). Pure: the clock is given.
 
     Memory stays bounded by REMEMBERED_PEERS (then it starts over, counts and all).
-    tests/test_tls_failures.py::test_peer_limit tries it.
+    tests/test_tls_failures.py::test_peer_limit and ::test_peer_limit_overdue try it.
     """
 
     def __init__(self, every: float = LOG_EVERY,
@@ -70,26 +77,47 @@ class PeerLimit:
         self.clock = clock
         self._windows: dict[str | None, _Window] = {}
 
-    def turn(self, peer: str | None) -> Turn | None:
+    def turn(self, peer: str | None, kind: str = "") -> Turn | None:
         """A Turn when a line about ``peer`` may be logged now, else None (counted)."""
         now = self.clock()
         window = self._windows.get(peer)
         if window is not None and now - window.opened < self.every:
             window.held_back += 1
+            if kind:
+                window.kinds[kind] = window.kinds.get(kind, 0) + 1
             return None
         if window is None and len(self._windows) >= REMEMBERED_PEERS:
             self._windows.clear()
         self._windows[peer] = _Window(now)
-        if window is None:
-            return Turn()
-        return Turn(window.held_back, now - window.opened)
+        return Turn() if window is None else window.turn(now)
+
+    def overdue(self) -> list[tuple[str | None, Turn]]:
+        """The peers whose window is over with events held back, and their Turn: the
+        summary line is their line (a new window opens). Windows over with nothing held
+        back are forgotten."""
+        now = self.clock()
+        due = []
+        for peer, window in list(self._windows.items()):
+            if now - window.opened < self.every:
+                continue
+            if window.held_back:
+                due.append((peer, window.turn(now)))
+                self._windows[peer] = _Window(now)
+            else:
+                del self._windows[peer]
+        return due
 
 
 def held_back_note(peer: str | None, turn: Turn) -> str:
-    """``and 14 more from 10.0.0.5 in the last 60s; `` or nothing."""
+    """``and 14 more from 10.0.0.5 in the last 60s: unknown_ca 14; `` or nothing."""
     if not turn.held_back:
         return ""
-    return f"and {turn.held_back} more from {peer} in the last {span(turn.seconds)}; "
+    return f"and {turn.held_back} more from {peer} in the last {span(turn.seconds)}" \
+        f"{kinds_note(turn)}; "
+
+
+def kinds_note(turn: Turn) -> str:
+    return ": " + ", ".join(f"{kind} {n}" for kind, n in turn.kinds) if turn.kinds else ""
 
 
 def span(seconds: float) -> str:
@@ -117,11 +145,23 @@ class PeerLog:
     def every(self) -> float:
         return self.limit.every
 
-    def warning(self, peer: str | None, message: str, *args: object) -> bool:
-        """Log the line when the peer's turn has come; True when it was logged."""
-        turn = self.limit.turn(peer)
+    def warning(self, peer: str | None, message: str, *args: object, kind: str = "") -> bool:
+        """Log the line when the peer's turn has come; True when it was logged. ``kind``
+        (a reason, say) is counted for the summary when the line is held back."""
+        turn = self.limit.turn(peer, kind)
         if turn is None:
             return False
         self.logger.warning(message + " (%slogged at most every %gs per peer)", *args,
                             held_back_note(peer, turn), self.every)
         return True
+
+    def report_held_back(self, what: str) -> int:
+        """One line per peer whose minute is over with lines held back since its last:
+        ``3 more failed TLS handshakes from 10.0.0.5 in the last 60s: unknown_ca 3``.
+        Returns how many lines were logged."""
+        due = self.limit.overdue()
+        for peer, turn in due:
+            self.logger.warning("%d more %s from %s in the last %s%s (logged at most every "
+                                "%gs per peer)", turn.held_back, what, peer, span(turn.seconds),
+                                kinds_note(turn), self.every)
+        return len(due)

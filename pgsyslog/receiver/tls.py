@@ -55,6 +55,8 @@ HANDSHAKE_TIMEOUT = 10.0
 BACKLOG = 1024
 # accept() failing for want of descriptors or memory: wait this long before the next try.
 ACCEPT_RETRY = 0.5
+# A peer's held-back failures are reported at most this fraction of a window late.
+REPORTS_PER_WINDOW = 6
 _OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 FailureReason = Literal["no_certificate", "unknown_ca", "expired", "name_not_permitted",
@@ -148,6 +150,7 @@ class TlsServer:
         self.sockets = [sock]
         self.handshaking: set[TlsStreamProtocol] = set()
         self._accepting: asyncio.Task[None] | None = None
+        self._reporting: asyncio.Task[None] | None = None
         self._starting: set[asyncio.Task[None]] = set()
         self._accept_failures = PeerLog(log)
         self.handshake_failures = PeerLog(log)
@@ -171,6 +174,8 @@ class TlsServer:
             keep_running(self.name, self._accept_forever, self.listeners_down,
                          self.listener.intake.counters),
             name=f"accept {self.name}")
+        self._reporting = asyncio.create_task(self._report_held_back(),
+                                              name=f"handshake failures {self.name}")
 
     def reload(self, cert: Path, key: Path, client_ca: Path | None,
                min_version: str = "1.2", ciphers: str | None = None) -> None:
@@ -184,13 +189,21 @@ class TlsServer:
 
     def close(self) -> None:
         """No new connections; handshakes in progress end. Open connections go on."""
-        if self._accepting is not None:
-            self._accepting.cancel()
+        for task in (self._accepting, self._reporting):
+            if task is not None:
+                task.cancel()
         for task in self._starting:
             task.cancel()
         for protocol in list(self.handshaking):
             protocol.abort()
         self.sock.close()
+
+    async def _report_held_back(self) -> None:
+        """Failures held back in a peer's minute are logged (counted) once it is over,
+        even when that peer fails no more."""
+        while True:
+            await asyncio.sleep(self.handshake_failures.every / REPORTS_PER_WINDOW)
+            self.handshake_failures.report_held_back("failed TLS handshakes")
 
     async def _accept_forever(self) -> None:
         loop = asyncio.get_running_loop()
@@ -383,7 +396,7 @@ class TlsStreamProtocol(SyslogStreamProtocol):
         by_reason[reason] = by_reason.get(reason, 0) + 1
         self.server.handshake_failures.warning(
             self.peer, "TLS handshake with %s failed: %s [reason: %s]", self.peer,
-            describe_failure(e), reason)
+            describe_failure(e), reason, kind=reason)
 
 
 def describe_failure(e: BaseException) -> str:
