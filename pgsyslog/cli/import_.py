@@ -1,4 +1,5 @@
-"""`pgsyslog import FILE... [--follow]`: log files into the store, each line once.
+"""`pgsyslog import FILE... [--follow]`: log files into the store, each line one
+row (tests: test_import.py, test_import_follow.py).
 
 Files are opened and checked before the database is: a missing, unreadable or damaged
 file is one line and nothing is imported. Standard input (``-``) has no identity, so its

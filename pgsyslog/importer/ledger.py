@@ -2,8 +2,9 @@
 
 A file's position moves in the transaction that stores its lines, and only from the
 position this import started from (compare and set): a crash loses nothing and stores
-nothing twice, and two imports of one file at once cannot both write the same lines
-(test_import.py::test_a_kill_in_the_middle_loses_and_repeats_nothing).
+nothing twice (test_import.py::test_a_kill_in_the_middle_loses_and_repeats_nothing), and
+of two imports of one file that already has a row, side by side, the second to move its
+position stops instead of storing the same lines again.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Progress of an import: a rich bar on a terminal, one plain line at intervals elsewhere.
 
 Both show lines and bytes per second and, when the size is known, an ETA. The figures of
-one file are cumulative; ``update`` is called once per batch.
+one file are cumulative; ``update`` is called after each batch.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ class Source:
     name: str  # as the operator gave it
     raw: BinaryIO  # the bytes on disk
     stream: BinaryIO  # the content: raw, or raw decompressed
-    identity: FileIdentity | None  # None for standard input: it is never recognised
+    identity: FileIdentity | None  # None for standard input: no row in imported_files
     mtime: datetime | None  # None for standard input
     disk_size: int | None  # None when unknown (a pipe)
 
