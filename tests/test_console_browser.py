@@ -91,6 +91,10 @@ def test_search_details_and_context(chromium: Any, server: ServerProcess, dsn: s
         wait_rows(console, newest_ids(dsn))
         console.page.wait_for_selector("#histogram rect.bar:not([data-count='0'])")
         console.screenshot("loaded")
+        console.page.click("#more")
+        wait_rows(console, newest_ids(dsn, limit=200))
+        assert console.page.locator("#more").is_hidden()
+        console.page.evaluate("() => window.scrollTo(0, 0)")
 
         console.page.keyboard.press("/")
         assert console.page.evaluate("document.activeElement.name") == "q"
@@ -144,6 +148,13 @@ def test_facets_histogram_zoom_and_a_shared_url(chromium: Any, server: ServerPro
         assert console.query()["host"] == ["web2"]
         assert console.page.input_value("input[name=host]") == "web2"
         console.screenshot("facet-host")
+        console.page.click("[data-facet=severity] button[data-facet-value=err]")
+        wait_rows(console, newest_ids(dsn, "hostname = 'web2' AND severity = 3"))
+        assert console.query()["severity"] == ["err..err"]
+        assert console.page.locator("select[name=severity] option:checked").inner_text() == \
+            "only err"
+        console.page.select_option("select[name=severity]", "")
+        wait_rows(console, newest_ids(dsn, "hostname = 'web2'"))
 
         chart = console.page.locator("#histogram").bounding_box()
         y = chart["y"] + chart["height"] / 2
@@ -176,6 +187,21 @@ def test_facets_histogram_zoom_and_a_shared_url(chromium: Any, server: ServerPro
         assert console.page.input_value("select[name=severity]") == "err"
         assert console.page.input_value("input[name=host]") == "web2"
         console.screenshot("shared-url")
+        console.open("/?source=not-an-address")
+        error = console.page.locator("#error")
+        error.wait_for()
+        assert "source" in error.inner_text() and "\n" not in error.inner_text()
+        console.screenshot("bad-filter")
+        console.open("/?since=24h")
+        console.page.select_option("select[name=range]", "custom")
+        start, end = now - timedelta(minutes=50), now - timedelta(minutes=20)
+        console.page.fill("input[name=since]", start.strftime("%Y-%m-%dT%H:%M:%S"))
+        console.page.fill("input[name=until]", end.strftime("%Y-%m-%dT%H:%M:%S"))
+        start, end = (t.replace(microsecond=0) for t in (start, end))
+        wait_rows(console, newest_ids(dsn, "received_at >= %s AND received_at < %s",
+                                      (start, end)))
+        assert console.query()["since"] == [start.strftime("%Y-%m-%dT%H:%M:%S.000Z")]
+        console.screenshot("custom-range")
         console.open("/?q=nothing-matches-this&since=1h")
         empty = console.page.locator("#empty")
         empty.wait_for()

@@ -48,7 +48,7 @@ function drawBars(root, buckets, range, width) {
     root.append(bar);
   }
   const peak = svg("text", { x: 2, y: 10, class: "axis" });
-  peak.textContent = `max ${count(top)}`;
+  peak.textContent = buckets.some((b) => b.count) ? `max ${count(top)}` : "no rows in this range";
   root.append(peak);
 }
 

@@ -7,7 +7,7 @@ import { show } from "./dom.js";
 import { clearFacets, loadFacets } from "./facets.js";
 import { FACILITIES, count, fromLocalInput, severityLabel, toLocalInput } from "./format.js";
 import { LiveTail } from "./live.js";
-import { LIST_KEYS, apiParams, fromSearch, isPreset, splitList, toSearch, withValue } from "./query.js";
+import { LIST_KEYS, apiParams, fromSearch, isPreset, isRelative, splitList, toSearch, withValue } from "./query.js";
 import { RowTable } from "./rows.js";
 
 const PAGE_ROWS = 100;
@@ -29,8 +29,11 @@ const filters = $("#filters");
 const table = new RowTable($("#results tbody"), (row) => details.open(row));
 const details = new Details($("#details"), showError);
 
+// One line at a time: the first failure of a search (its histogram and facets, given the
+// same parameters, usually fail for the same reason).
 function showError(message) {
   const box = $("#error");
+  if (message && !box.hidden) return;
   box.textContent = message || "";
   show(box, Boolean(message));
 }
@@ -39,7 +42,10 @@ function showError(message) {
 
 function fillForm(state) {
   search.q.value = state.q;
-  const preset = isPreset(state.since, state.until);
+  const preset = isPreset(state.since, state.until) || isRelative(state.since, state.until);
+  if (preset && ![...search.range.options].some((o) => o.value === state.since)) {
+    search.range.insertBefore(new Option(`Last ${state.since}`, state.since), search.range.lastElementChild);
+  }
   search.range.value = preset ? state.since : "custom";
   show(filters.querySelector(".custom"), !preset);
   const local = (value) => {
@@ -49,9 +55,9 @@ function fillForm(state) {
   filters.since.value = preset ? "" : local(state.since);
   filters.until.value = preset ? "" : local(state.until);
   for (const key of LIST_KEYS) filters[key].value = state[key].join(", ");
-  for (const key of ["procid", "msgid", "time", "facility"]) filters[key].value = state[key];
+  for (const key of ["time", "facility"]) filters[key].value = state[key];
   setSeverity(state.severity);
-  if (state.procid || state.msgid || state.source.length || state.peer.length || state.time !== "received") {
+  if (["procid", "msgid", "source", "peer"].some((key) => state[key].length) || state.time !== "received") {
     filters.querySelector("details.more").open = true;
   }
   const button = $("[data-action=live]");
@@ -62,7 +68,9 @@ function fillForm(state) {
 function setSeverity(value) {
   const select = filters.severity;
   if (value && ![...select.options].some((o) => o.value === value)) {
-    select.append(new Option(value.includes("..") ? value.replace("..", " to ") : value, value));
+    const [from, to] = value.split("..");
+    const label = !value.includes("..") ? value : from === to ? `only ${from}` : `${from || "emerg"} to ${to || "debug"}`;
+    select.append(new Option(label, value));
   }
   select.value = value;
 }
@@ -70,7 +78,7 @@ function setSeverity(value) {
 function readForm() {
   const state = { ...view.state, q: search.q.value.trim() };
   for (const key of LIST_KEYS) state[key] = splitList(filters[key].value);
-  for (const key of ["procid", "msgid", "severity", "facility", "time"]) state[key] = filters[key].value.trim();
+  for (const key of ["severity", "facility", "time"]) state[key] = filters[key].value.trim();
   if (search.range.value === "custom") {
     state.since = fromLocalInput(filters.since.value);
     state.until = fromLocalInput(filters.until.value);
@@ -96,7 +104,8 @@ function describeQuery(state) {
   for (const key of LIST_KEYS) if (state[key].length) parts.push(`${key} ${state[key].join(" or ")}`);
   if (state.severity) parts.push(`severity ${state.severity}`);
   if (state.facility) parts.push(`facility ${state.facility}`);
-  const range = isPreset(state.since, state.until) ? `the last ${state.since}` : "the selected range";
+  const range = isPreset(state.since, state.until) || isRelative(state.since, state.until)
+    ? `the last ${state.since}` : state.since ? "the selected range" : "all time";
   return `${parts.length ? parts.join(", ") : "the filters"} in ${range}`;
 }
 
@@ -158,7 +167,15 @@ function reload() {
   showError("");
   stopLive();
   clearFacets($("#facets"));
-  settle(loadPage(generation, null), "Search").then(() => {
+  const page = loadPage(generation, null).catch((error) => {
+    if (generation === view.generation) {
+      table.clear();
+      show($("#results"), false);
+      show($("#empty"), false);
+    }
+    throw error;
+  });
+  settle(page, "Search").then(() => {
     if (generation === view.generation && view.state.live) startLive();
   });
   settle(loadHistogram(generation), "Histogram");
@@ -196,12 +213,12 @@ function resumeLive() {
   liveRows(rows);
 }
 
-function liveState(status) {
+function liveState(status, reason = "") {
   const line = $("#live-status");
   line.textContent = {
     live: "Live: new rows appear at the top.",
     reconnecting: "Live: connection lost, reconnecting…",
-    refused: "Live: the server refused the stream; turn live off and on to try again.",
+    refused: `Live: the server refused the stream: ${reason}`,
   }[status] ?? "";
   line.dataset.status = status;
   show(line, true);
@@ -226,7 +243,7 @@ function toggleLive() {
   const state = { ...readForm(), live: !view.state.live };
   if (state.live && state.until) {
     state.until = "";
-    if (!isPreset(state.since, "")) state.since = "1h";
+    if (!isRelative(state.since, "")) state.since = "1h";
   }
   apply(state);
 }

@@ -1,8 +1,8 @@
 // The view's state and the URL: what is searched, filtered, over which range, live or not.
 // The URL uses the API's own parameter names, so a link from an alert (?q=..&app=..) opens here.
 
-export const LIST_KEYS = ["host", "app", "source", "peer"];
-export const TEXT_KEYS = ["q", "severity", "facility", "procid", "msgid", "since", "until", "time"];
+export const LIST_KEYS = ["host", "app", "procid", "msgid", "source", "peer"];
+export const TEXT_KEYS = ["q", "severity", "facility", "since", "until", "time"];
 export const PRESETS = ["15m", "1h", "24h", "7d"];
 export const DEFAULT_SINCE = "24h";
 
@@ -50,6 +50,11 @@ export function toSearch(state) {
 
 export function isPreset(since, until) {
   return !until && PRESETS.includes(since);
+}
+
+// A time relative to now ("3h", "90m") that the API reads itself, not a point in time.
+export function isRelative(since, until) {
+  return Boolean(since) && !until && !/^\d{4}-/.test(since);
 }
 
 // "web1, web2" -> ["web1", "web2"]
