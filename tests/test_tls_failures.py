@@ -15,7 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from helpers import ServerProcess, query, wait_for_rows
 from http_client import get
 from inprocess import Receiving, run, wait_until
-from pgsyslog.receiver.access import PeerLimit, PeerLog, Turn
+from pgsyslog.receiver.access import REMEMBERED_PEERS, PeerLimit, PeerLog, Turn
 from pgsyslog.receiver.tls import failure_reason, make_tls_context
 from pki import Issued, Pki
 
@@ -204,6 +204,15 @@ def test_failures_held_back_are_reported_when_the_peers_window_is_over(
         "unknown_ca": 3, "expired": 1, "no_certificate": 1}
 
 
+def test_peer_limit_remembers_a_bounded_number_of_peers() -> None:
+    clock = Clock()
+    limit = PeerLimit(60.0, clock)
+    for i in range(REMEMBERED_PEERS + 10):
+        assert limit.turn(f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}") == Turn()
+        assert limit.remembered <= REMEMBERED_PEERS
+    assert limit.remembered == 10  # it started over once full
+
+
 def test_peer_limit_overdue() -> None:
     clock = Clock()
     limit = PeerLimit(60.0, clock)
@@ -227,6 +236,10 @@ def test_peer_limit_overdue() -> None:
     (lambda: TimeoutError("not done within 10s"), "timeout"),
     (lambda: ConnectionResetError("the client closed the connection"), "closed"),
     (lambda: ValueError("something else"), "other"),
+    # Words are not codes: a message that says "expired" without OpenSSL's codes is other.
+    (lambda: ssl.SSLError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate has expired"),
+     "other"),
+    (lambda: ssl.SSLError(1, "peer did not return a certificate"), "other"),
 ])
 def test_errors_without_ssl_codes(make_error: Callable[[], BaseException], reason: str) -> None:
     assert failure_reason(make_error()) == reason

@@ -68,7 +68,8 @@ class PeerLimit:
     once the window is over (:meth:`overdue`). Pure: the clock is given.
 
     Memory stays bounded by REMEMBERED_PEERS (then it starts over, counts and all).
-    tests/test_tls_failures.py::test_peer_limit and ::test_peer_limit_overdue try it.
+    tests/test_tls_failures.py::test_peer_limit, ::test_peer_limit_overdue and
+    ::test_peer_limit_remembers_a_bounded_number_of_peers try it.
     """
 
     def __init__(self, every: float = LOG_EVERY,
@@ -76,6 +77,11 @@ class PeerLimit:
         self.every = every
         self.clock = clock
         self._windows: dict[str | None, _Window] = {}
+
+    @property
+    def remembered(self) -> int:
+        """How many peers have a window now."""
+        return len(self._windows)
 
     def turn(self, peer: str | None, kind: str = "") -> Turn | None:
         """A Turn when a line about ``peer`` may be logged now, else None (counted)."""
@@ -133,7 +139,8 @@ class PeerLog:
     saying how many were not logged since the previous line.
 
     A sender that keeps failing (or keeps being refused) gets one line per ``every``, not one
-    per attempt; memory stays bounded by REMEMBERED_PEERS.
+    per attempt; memory stays bounded by REMEMBERED_PEERS (PeerLimit; tests/
+    test_tls_failures.py::test_peer_log_lines_say_how_many_were_not_logged).
     """
 
     def __init__(self, logger: logging.Logger, every: float = LOG_EVERY,

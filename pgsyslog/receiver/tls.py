@@ -15,11 +15,14 @@ With a client CA, a client must show a certificate the CA signed; with
 tls_permitted_peers as well, one of its names must be permitted (peer_names.py). A
 certificate with no permitted name ends the connection right after the handshake, before
 any of its bytes is read as a message; the name a connection was let in under is stored
-in the ``peer_name`` of each of its rows.
+in the ``peer_name`` of each of its rows
+(tests/test_tls_peers.py::test_only_permitted_names_get_in_and_their_name_is_stored).
 
-Failed handshakes are logged per peer address at most once a minute, each line saying
-how many failures were not logged since the one before (access.PeerLog), and counted by
-reason (:data:`FAILURE_REASONS`), told from the ssl error's verify code and reason code.
+Failed handshakes are logged per peer address at most once a minute: the first, then a
+summary of those held back once the minute is over (access.PeerLog); and counted by
+reason (:data:`FAILURE_REASONS`), told from the ssl error's verify code and reason code
+(tests/test_tls_failures.py::test_each_failure_is_logged_with_its_reason_and_counted,
+::test_failures_held_back_are_reported_when_the_peers_window_is_over).
 
 A handshake in progress holds a connection slot (max_connections and
 max_connections_per_source) and is given ``handshake_timeout`` seconds. The accept loop
@@ -103,7 +106,8 @@ class NameNotPermitted(Exception):
 
 
 def failure_reason(e: BaseException) -> FailureReason:
-    """Why a handshake failed, from the error's codes (never from its message text)."""
+    """Why a handshake failed, from the error's codes (never from its message text:
+    tests/test_tls_failures.py::test_errors_without_ssl_codes)."""
     if isinstance(e, NameNotPermitted):
         return "name_not_permitted"
     if isinstance(e, ssl.SSLCertVerificationError):
@@ -200,7 +204,8 @@ class TlsServer:
 
     async def _report_held_back(self) -> None:
         """Failures held back in a peer's minute are logged (counted) once it is over,
-        even when that peer fails no more."""
+        even when that peer fails no more (tests/test_tls_failures.py::
+        test_failures_held_back_are_reported_when_the_peers_window_is_over)."""
         while True:
             await asyncio.sleep(self.handshake_failures.every / REPORTS_PER_WINDOW)
             self.handshake_failures.report_held_back("failed TLS handshakes")
