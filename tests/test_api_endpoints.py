@@ -13,6 +13,7 @@ import pytest
 
 from helpers import query
 from http_client import get, local_server
+from pgsyslog.http import aggregate
 from pgsyslog.storage import database, partitions
 from stored import insert, record
 
@@ -248,3 +249,18 @@ def test_the_new_endpoints_say_when_the_database_is_not_ready() -> None:
         for path in PATHS:
             reply = get(server.port, path)
             assert (reply.status, reply.body) == (503, {"error": "database: not ready"}), path
+
+
+def test_an_aggregate_that_runs_too_long_is_a_503(port: int, dsn: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A histogram waiting on a lock counts against the statement timeout too."""
+    monkeypatch.setattr(aggregate, "STATEMENT_TIMEOUT_MS", 300)
+    today = partitions.partition_name(NOW.date())
+    with database.connect(dsn) as blocker:
+        blocker.execute(f"LOCK TABLE syslog.{today} IN ACCESS EXCLUSIVE MODE")
+        reply = get(port, "/api/histogram")
+        blocker.rollback()
+    assert reply.status == 503
+    assert reply.body == {"error": "the histogram took longer than 0.3 s; narrow it with "
+                                   "since, until, host or app"}
+    assert api(port, "/api/histogram")["total"] == 31  # the connection is fine afterwards

@@ -24,13 +24,14 @@ ROWS = 150_000
 STEP_MS = 1_000  # between rows: 150,000 rows span about 42 hours
 NOW = datetime.now(UTC)
 
-# Realistic enough for the planner: 200 hosts, 8 apps, mostly info, a few errors, words
-# from a vocabulary of 5,000 and one rare word.
+# Realistic enough for the planner: ids in the order of received_at (as the receiver
+# writes), 200 hosts, 8 apps, mostly info, a few errors, words from a vocabulary of 5,000
+# and one rare word.
 FILL = f"""
 INSERT INTO syslog.messages (received_at, event_time, facility, severity, hostname,
                              app_name, procid, message, format, transport, source_ip)
-SELECT %(now)s - i * interval '{STEP_MS} ms',
-       %(now)s - i * interval '{STEP_MS} ms' - (i %% 90) * interval '1 s',
+SELECT %(now)s - ({ROWS} - i) * interval '{STEP_MS} ms',
+       %(now)s - ({ROWS} - i) * interval '{STEP_MS} ms' - (i %% 90) * interval '1 s',
        1,
        CASE WHEN i %% 997 = 0 THEN 2 WHEN i %% 101 = 0 THEN 3 WHEN i %% 23 = 0 THEN 4
             WHEN i %% 7 = 0 THEN 5 ELSE 6 END,

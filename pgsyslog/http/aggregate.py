@@ -1,6 +1,7 @@
 """What the API's read-only endpoints share: their filters from the query string, and a
 pooled connection whose statements are cut off after STATEMENT_TIMEOUT_MS (503), so that
-no histogram, facet count or statistic holds a connection of the small pool for long."""
+no histogram, facet count or statistic holds a connection of the small pool for long
+(tests/test_api_endpoints.py::test_an_aggregate_that_runs_too_long_is_a_503)."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ async def bounded(request: web.Request, what: str) -> AsyncIterator[psycopg.Asyn
                 await conn.execute(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}")
                 yield conn
         except psycopg.errors.QueryCanceled:
-            raise unavailable(f"{what} took longer than {STATEMENT_TIMEOUT_MS // 1000} s; "
+            raise unavailable(f"{what} took longer than {STATEMENT_TIMEOUT_MS / 1000:g} s; "
                               "narrow it with since, until, host or app") from None
 
 

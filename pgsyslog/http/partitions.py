@@ -22,7 +22,7 @@ from pgsyslog.storage.stats import list_partitions_async
 
 
 def expires(day: date, retention_days: int | None) -> date | None:
-    """As partitions.is_expired: dropped once day + 1 is retention_days in the past."""
+    """As partitions.is_expired: dropped when day + 1 is retention_days in the past."""
     if not retention_days:
         return None
     return day + timedelta(days=1 + retention_days)

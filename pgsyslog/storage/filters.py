@@ -2,8 +2,10 @@
 
 Shared by the CLI, the HTTP API, the console and alert rules: all of them build their
 Filters with :func:`parse_filters`, so that ``--severity warning`` and
-``?severity=warning`` mean the same. Parsing never touches the database; a bad value
-raises :class:`FilterError` with a one-line reason and the name of the filter.
+``?severity=warning`` mean the same. Parsing never touches the database
+(tests/test_filters.py::test_parse_filters runs without one); a bad value raises
+:class:`FilterError` with a one-line reason and the name of the filter
+(tests/test_filters.py::test_a_bad_filter_names_itself).
 """
 
 from __future__ import annotations
