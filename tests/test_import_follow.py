@@ -12,7 +12,10 @@ import time
 from pathlib import Path
 
 from helpers import query
+from pg15 import Pg15
 from pgsyslog.importer.follow import Change, change_of
+
+pytest_plugins = ["faultfixtures"]
 
 # Appends LINES numbered lines to the log, a few at a time, renaming the file away
 # (log -> log.1, later log -> log.2) and starting a new one at ROTATE_AT.
@@ -150,3 +153,22 @@ def test_a_rotation_while_follow_was_down_is_read_to_its_end_first(
     assert "was rotated to" in err and "app.log.1" in err
     assert_each_line_once(dsn, 7)
     assert stored(dsn) == 7
+
+
+def test_follow_goes_on_after_the_database_was_away(pg: Pg15, tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text(lines_of(0, 100))
+    follow = start_follow(pg.dsn, log)
+    try:
+        wait_until(lambda: stored(pg.dsn) == 100, 60, "the first 100 rows")
+        pg.stop()
+        with log.open("a") as out:
+            out.write(lines_of(100, 100))
+        time.sleep(3)  # follow finds the lines, and no database to store them in
+        pg.start()
+        wait_until(lambda: stored(pg.dsn) == 200, 60, "the 100 rows written meanwhile")
+    finally:
+        status, err = stop(follow, signal.SIGTERM)
+    assert status == 0, err
+    assert "the database is away" in err and "Traceback" not in err, err
+    assert_each_line_once(pg.dsn, 200)

@@ -113,7 +113,8 @@ async def _run(url: str, settings: ImportSettings, sources: list[Source], follow
             if follow:
                 for source in sources:
                     source.close()  # the follower opens each path itself
-                return await Follower(importer, stop).run([s.name for s in sources]), False
+                follower = Follower(importer, stop)
+                return await follower.run_through_outages([s.name for s in sources]), False
             for source in sources:
                 opened.append(await importer.open(source))
                 await importer.import_all(opened[-1], stop)

@@ -20,8 +20,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
+
 from pgsyslog.importer.run import Importer, OpenFile
 from pgsyslog.importer.source import Source, SourceError, open_source
+from pgsyslog.receiver.write_policy import Failure, backoff, classify, describe
 
 log = logging.getLogger(__name__)
 
@@ -67,21 +70,51 @@ class Follower:
         self.importer = importer
         self.stop = stop
 
-    async def run(self, paths: list[str]) -> list[OpenFile]:
-        """Follow until stopped; return every file read (for the summary)."""
-        done: list[OpenFile] = []
-        followed = []
-        for path in paths:
-            await self._catch_up_rotated(path, done)
-            followed.append(Followed(path, await self.importer.open(open_source(path))))
-        while not self.stop.is_set():
-            busy = False
+    async def run(self, paths: list[str], done: list[OpenFile]) -> None:
+        """Follow until stopped; every file read is added to ``done`` (for the summary)."""
+        followed: list[Followed] = []
+        try:
+            for path in paths:
+                await self._catch_up_rotated(path, done)
+                followed.append(Followed(path, await self.importer.open(open_source(path))))
+            while not self.stop.is_set():
+                busy = False
+                for item in followed:
+                    busy |= await self._turn(item, done)
+                if not busy:
+                    await self._pause(POLL_INTERVAL)
+        finally:
             for item in followed:
-                busy |= await self._turn(item, done)
-            if not busy:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stop.wait(), POLL_INTERVAL)
-        return done + [item.opened for item in followed]
+                item.opened.source.close()
+                done.append(item.opened)
+
+    async def run_through_outages(self, paths: list[str]) -> list[OpenFile]:
+        """Follow; when the database goes away, say so, wait, connect again and go on from
+        the positions stored (test_import_follow.py::
+        test_follow_goes_on_after_the_database_was_away)."""
+        done: list[OpenFile] = []
+        attempt = 0
+        while not self.stop.is_set():
+            try:
+                if attempt:
+                    await self.importer.connect()
+                await self.run(paths, done)
+            except (psycopg.Error, OSError) as e:
+                if classify(e) is not Failure.TRANSIENT:
+                    raise
+                attempt += 1
+                pause = backoff(attempt, 1.0)
+                log.warning("the database is away (%s); following goes on from the stored "
+                            "positions, next try in %.1fs", describe(e), pause)
+                await self.importer.close()
+                await self._pause(pause)
+            else:
+                break
+        return done
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), seconds)
 
     async def _turn(self, item: Followed, done: list[OpenFile]) -> bool:
         """Store what is new in the file, or look for a rotation; True when lines came."""
