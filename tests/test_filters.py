@@ -145,6 +145,14 @@ CASES = [
     (["--time", "event", "--since", (T0 - timedelta(minutes=25)).isoformat()],
      [("time", "event"), ("since", (T0 - timedelta(minutes=25)).isoformat())],
      ["web1-nginx", "web2-nginx", "db1-postgres"]),
+    # Words with a received range: since inclusive, until exclusive, to the microsecond.
+    (["GET", "--since", (T0 + timedelta(minutes=1)).isoformat()],
+     [("q", "GET"), ("since", (T0 + timedelta(minutes=1)).isoformat())], ["web2-nginx"]),
+    (["GET", "--until", (T0 + timedelta(minutes=1)).isoformat()],
+     [("q", "GET"), ("until", (T0 + timedelta(minutes=1)).isoformat())], ["web1-nginx"]),
+    (["GET", "--since", T0.isoformat(), "--until", (T0 + timedelta(minutes=2)).isoformat()],
+     [("q", "GET"), ("since", T0.isoformat()),
+      ("until", (T0 + timedelta(minutes=2)).isoformat())], ["web2-nginx", "web1-nginx"]),
     (["--since", (T0 + timedelta(minutes=4)).isoformat()],
      [("since", (T0 + timedelta(minutes=4)).isoformat())], ["v6-info", "fw-alert", "fw-err"]),
 ]
