@@ -7,9 +7,11 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import signal
 import socket
 import ssl
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from system_packages import missing_reason
 
 from helpers import ServerProcess
 from pgsyslog.cli import cli
-from pki import Pki
+from pki import Pki, issue
 
 TOKEN = "s3cret-token-for-https"
 HTTPS_RE = re.compile(r"^listening on https://127\.0\.0\.1:(\d+)$")
@@ -161,3 +163,40 @@ def test_https_needs_both_files(pki: Pki) -> None:
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
         "Error: config: http_tls_key: HTTPS needs both http_tls_cert and http_tls_key"]
+
+
+def served_der(port: int, pki: Pki) -> bytes:
+    context = ssl.create_default_context(cafile=pki.ca.cert)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as s:
+        der = s.getpeercert(binary_form=True)
+    assert der is not None
+    return der
+
+
+def wait_for_line(server: ServerProcess, text: str, count: int = 1) -> None:
+    deadline = time.monotonic() + 20
+    while server.log.count(text) < count:
+        assert time.monotonic() < deadline, server.log
+        time.sleep(0.05)
+
+
+def test_sighup_reloads_the_https_certificate_and_keeps_it_when_the_new_files_are_bad(
+        serve: Callable[..., ServerProcess], pki: Pki, tmp_path: Path) -> None:
+    server = serve("--tcp", "127.0.0.1:0", env=https_env(pki))
+    port = https_port(server)
+    before = served_der(port, pki)
+    fresh = issue(tmp_path, "rotated", pki.ca_cert, pki.ca_key, server=True)
+    pki.server.cert.write_bytes(fresh.cert.read_bytes())
+    pki.server.key.write_bytes(fresh.key.read_bytes())
+    server.proc.send_signal(signal.SIGHUP)
+    wait_for_line(server, "SIGHUP: reloaded the HTTPS certificate")
+    after = served_der(port, pki)
+    assert after == ssl.PEM_cert_to_DER_cert(fresh.cert.read_text()) != before
+    pki.server.key.write_text("not a key\n")
+    server.proc.send_signal(signal.SIGHUP)
+    wait_for_line(server, "SIGHUP: kept the HTTPS certificate in use: cannot load the new "
+                          f"files: http_tls_key: {pki.server.key} is not a PEM private key")
+    assert served_der(port, pki) == after
+    assert https(port, pki, "GET", "/healthz")[0].status == 200
+    assert server.stop() == 0

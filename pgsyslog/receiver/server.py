@@ -22,6 +22,7 @@ import ipaddress
 import logging
 import signal
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
@@ -119,6 +120,7 @@ class Receiver:
         self._udp_drops = 0
         self._embedded: database.EmbeddedDatabase | None = None
         self._http: HttpServer | None = None
+        self._https: ssl.SSLContext | None = None  # the HTTP listener's, reloaded at SIGHUP
         self._schedule: MaintenanceSchedule | None = None
         self._writers: dict[asyncio.Task[None], BatchWriter] = {}
         self._background: list[asyncio.Task[None]] = []
@@ -359,11 +361,35 @@ class Receiver:
         return self._udp_drops
 
     def _reload(self) -> None:
-        """SIGHUP: load the TLS certificate, key and client CA again (rotation)."""
-        cfg = self.config
-        if not self._tls_servers:
+        """SIGHUP: load the TLS certificate, key and client CA again, and the HTTPS
+        certificate and key (rotation)."""
+        if not self._tls_servers and self._https is None:
             log.info("SIGHUP: nothing to reload (no TLS listener)")
             return
+        if self._https is not None:
+            self._reload_https(self._https)
+        if self._tls_servers:
+            self._reload_tls()
+
+    def _reload_https(self, live: ssl.SSLContext) -> None:
+        """The HTTP server keeps its context: the new files go into it, once a context of
+        their own has shown that they load (tests/test_https.py::
+        test_sighup_reloads_the_https_certificate_and_keeps_it_when_the_new_files_are_bad)."""
+        cfg = self.config
+        assert cfg.http_tls_cert is not None and cfg.http_tls_key is not None
+        try:
+            https_context_from_config(cfg)
+            live.load_cert_chain(cfg.http_tls_cert, cfg.http_tls_key)
+        except Exception as e:  # whatever the files hold, a reload never stops serve
+            log.error("SIGHUP: kept the HTTPS certificate in use: cannot load the new files: "
+                      "%s", str(e).strip().splitlines()[0] if str(e).strip()
+                      else type(e).__name__)
+            return
+        log.warning("SIGHUP: reloaded the HTTPS certificate %s and key %s", cfg.http_tls_cert,
+                    cfg.http_tls_key)
+
+    def _reload_tls(self) -> None:
+        cfg = self.config
         try:
             context = context_from_config(cfg)
         except Exception as e:  # whatever the files hold, a reload never stops serve
@@ -448,6 +474,7 @@ class Receiver:
                                     ssl_context=https)
         except OSError as e:
             raise bind_error("http", endpoint, e) from None
+        self._https = https
         scheme = "http" if https is None else "https"
         self.state.listening.append(Listening(scheme, Endpoint(endpoint.host, http.port)))
         if self.config.http_token and https is None and not is_loopback(endpoint.host):
