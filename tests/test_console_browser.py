@@ -17,7 +17,7 @@ import pytest
 
 from browser import PHONE, Console, browser_missing, launched, open_console
 from helpers import ServerProcess, query, wait_for_rows
-from http_client import get
+from http_client import EventStream, get
 from stored import insert, record
 
 pytestmark = pytest.mark.timeout(240)
@@ -371,3 +371,36 @@ def test_the_status_page(chromium: Any, server: ServerProcess, dsn: str, tmp_pat
         console.screenshot("status", full_page=True)
         assert console.foreign_requests() == []
         assert console.errors == []
+
+
+def test_live_mode_waits_out_a_server_that_refuses_it_for_now(
+        chromium: Any, server: ServerProcess, dsn: str, tmp_path: Path) -> None:
+    fill(dsn, datetime.now(UTC), count=5)
+    port = server.port("http")
+    streams = []
+    try:
+        while True:  # every live tail slot taken: the next tail gets a 503
+            stream = EventStream(port, "/api/tail")
+            if stream.status == 503:
+                stream.close()
+                break
+            stream.wait_open()
+            streams.append(stream)
+            assert len(streams) <= 64
+        with open_console(chromium, port, tmp_path / "screens") as console:
+            console.open("/?live=1")
+            console.page.wait_for_selector("#live-status[data-status=reconnecting]")
+            console.screenshot("refused-for-now")
+            for stream in streams:
+                stream.close()
+            streams = []
+            console.page.wait_for_selector("#live-status[data-status=live]", timeout=30_000)
+            logger(server.port("tcp"), "after the slots freed up")
+            console.page.locator("#results tbody tr:first-child td.msg",
+                                 has_text="after the slots freed up").wait_for()
+            console.screenshot("live-again")
+            assert console.foreign_requests() == []
+            assert console.errors == []
+    finally:
+        for stream in streams:
+            stream.close()
