@@ -21,13 +21,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 
-from browser import DESKTOP, launched, open_console  # noqa: E402
-from helpers import start_server  # noqa: E402
-from pgsyslog.record import ParseContext, Record  # noqa: E402
-from pgsyslog.receiver.parsers import parse_message  # noqa: E402
-from pgsyslog.storage import database, migrate, partitions  # noqa: E402
-from pgsyslog.storage.copy import copy_records, register_adapters  # noqa: E402
-from pgsyslog.storage.schema import BLOCK_IDS  # noqa: E402
+from browser import DESKTOP, launched, open_console
+from helpers import start_server
+from pgsyslog.receiver.parsers import parse_message
+from pgsyslog.record import ParseContext, Record
+from pgsyslog.storage import database, migrate, partitions
+from pgsyslog.storage.copy import copy_records, register_adapters
+from pgsyslog.storage.schema import BLOCK_IDS
 
 DOCS = Path(__file__).parent
 ROWS = 6000
@@ -54,8 +54,8 @@ def line(rng: random.Random, when: datetime) -> tuple[bytes, str]:
                 f"port {rng.randint(30000, 60000)} ssh2" if rng.random() < 0.4 else
                 f"Accepted publickey for {user} from 10.1.0.{rng.randint(2, 50)} port "
                 f"{rng.randint(30000, 60000)} ssh2: ED25519 SHA256:Zk3wF8")
-        return f"<{86 if 'Accepted' in text else 84}>{stamp} bastion sshd[{pid}]: {text}".encode(), \
-            "10.0.1.5"
+        pri = 86 if "Accepted" in text else 84
+        return f"<{pri}>{stamp} bastion sshd[{pid}]: {text}".encode(), "10.0.1.5"
     if choice < 0.55:
         text = rng.choice(("checkpoint starting: time",
                            "checkpoint complete: wrote 1834 buffers (11.2%)",

@@ -91,6 +91,8 @@ def test_search_details_and_context(chromium: Any, server: ServerProcess, dsn: s
         wait_rows(console, newest_ids(dsn))
         console.page.wait_for_selector("#histogram rect.bar:not([data-count='0'])")
         console.screenshot("loaded")
+        assert console.page.evaluate("() => document.documentElement.scrollWidth") <= 1280
+        assert console.page.locator("#results th.time").inner_text() == "Time (UTC)"
         console.page.click("#more")
         wait_rows(console, newest_ids(dsn, limit=200))
         assert console.page.locator("#more").is_hidden()

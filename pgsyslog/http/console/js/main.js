@@ -251,6 +251,7 @@ function toggleLive() {
 // ------------------------------------------------------------------ events
 
 function wire() {
+  $("#results th.time").textContent = `Time (${Intl.DateTimeFormat().resolvedOptions().timeZone})`;
   const facilities = filters.facility;
   FACILITIES.forEach((name) => facilities.append(new Option(name, name)));
   search.addEventListener("submit", (event) => { event.preventDefault(); apply(readForm()); });
