@@ -1,0 +1,83 @@
+"""The importer's pure parts: lines with offsets, file recognition, records from lines."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from pgsyslog.importer.identity import FileIdentity, KnownFile, recognise
+from pgsyslog.importer.lines import LineOptions, convert
+from pgsyslog.importer.source import LineReader
+
+MODIFIED = datetime(2026, 1, 2, 8, 0, tzinfo=UTC)
+
+
+def test_help_opens_no_database() -> None:
+    result = subprocess.run([sys.executable, "-m", "pgsyslog", "import", "--help"],
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PGSYSLOG_DSN": "host=/nonexistent dbname=x"})
+    assert result.returncode == 0 and "--follow" in result.stdout
+
+
+def test_groups_end_on_line_boundaries_and_a_growing_line_waits_for_its_lf() -> None:
+    stream = io.BytesIO(b"one\ntwo\r\nthree\nfour")
+    reader = LineReader(stream, 0)
+    first = reader.group(2, final=False)
+    assert first is not None and (first.lines, first.end) == ([b"one", b"two\r"], 9)
+    second = reader.group(2, final=False)
+    assert second is not None and (second.lines, second.end) == ([b"three"], 15)
+    assert reader.group(2, final=False) is None  # "four" has no LF yet
+    stream.seek(0, 2)
+    stream.write(b"\nfive")
+    stream.seek(19)
+    grown = reader.group(2, final=False)
+    assert grown is not None and (grown.lines, grown.end) == ([b"four"], 20)
+    last = reader.group(2, final=True)  # the stream has ended: "five" counts
+    assert last is not None and (last.lines, last.end) == ([b"five"], 24)
+
+
+def identity(head: bytes, inode: int = 7, size: int | None = None) -> FileIdentity:
+    return FileIdentity(1, inode, head, False, len(head) if size is None else size)
+
+
+def known(head: bytes, position: int, inode: int = 7, row: int = 1) -> KnownFile:
+    return KnownFile(row, 1, inode, hashlib.sha256(head).digest(), len(head), "/var/log/x",
+                     position, 3)
+
+
+def test_a_file_is_recognised_by_its_first_bytes_on_any_inode() -> None:
+    head = b"<14>1 2026-12-01T10:00:00Z h a - - - line 0\n" * 3
+    grown = identity(head + b"more\n", inode=7)
+    assert recognise(grown, [known(head, len(head))]) == known(head, len(head))
+    compressed = FileIdentity(1, 99, head, True, None)
+    assert recognise(compressed, [known(head, len(head))]) is not None
+    rewritten = identity(b"<14>1 2026-12-02T00:00:00Z other start\n", inode=7)
+    assert recognise(rewritten, [known(head, len(head))]) is None
+    shorter = identity(head, size=10)  # truncated, then the same first bytes again
+    assert recognise(shorter, [known(head, len(head))]) is None
+    assert recognise(identity(b""), [known(b"", 0)]) is None  # empty: nothing to go by
+
+
+def test_of_two_matches_the_same_inode_wins() -> None:
+    head = b"same start of two files\n"
+    here, elsewhere = known(head, 10, inode=7, row=1), known(head, 20, inode=8, row=2)
+    assert recognise(identity(head, inode=7, size=30), [elsewhere, here]) == here
+    assert recognise(identity(head, inode=9, size=30), [here, elsewhere]) == elsewhere
+
+
+def test_records_take_their_own_time_and_the_mtime_year() -> None:
+    options = LineOptions(MODIFIED, MODIFIED, ZoneInfo("UTC"), host="gw",
+                          retention_days=0)
+    out = convert([b"Dec 31 23:59:58 fw1 kernel: x", b"words only", b"  ",
+                   b"<14>1 2099-01-01T00:00:00Z h a - - - from the future"], options)
+    first, raw, future = out.records
+    assert first.received_at == datetime(2025, 12, 31, 23, 59, 58, tzinfo=UTC)
+    assert (first.hostname, first.transport, first.source_ip) == ("fw1", "file", None)
+    assert (raw.received_at, raw.hostname, raw.format) == (MODIFIED, "gw", "raw")
+    assert future.event_time is not None and future.received_at == MODIFIED
+    assert (out.tally.imported, out.tally.blank, out.tally.parse_errors) == (3, 1, 1)
