@@ -252,12 +252,3 @@ async def fetch_ids_async(conn: psycopg.AsyncConnection[Any], stmt: AnySelect) -
     query = compile_query(stmt)
     cur = await conn.execute(query.sql, query.params)
     return [row[0] for row in await cur.fetchall()]
-
-
-def split_page(rows: Sequence[StoredMessage], limit: int, filters: Filters
-               ) -> tuple[Sequence[StoredMessage], str | None]:
-    """Rows fetched with ``limit + 1``: the page, and the cursor of the next one if any."""
-    if len(rows) <= limit:
-        return rows, None
-    page = rows[:limit]
-    return page, cursor_text(page[-1], filters)
