@@ -2,14 +2,17 @@
 
 Pages are ``/`` (search), ``/status`` and ``/login``; their files live under
 ``/static/``. Every file of pgsyslog/http/console/ is read once when the app is made (a
-few dozen KB), so no path from a request ever reaches the file system. With http_token
+few dozen KB), so no path from a request ever reaches the file system
+(tests/test_console_http.py::test_the_console_and_every_file_its_pages_name_are_served
+tries ``..``). With http_token
 set, a request without a session (or the bearer token) is sent to /login when it asks
 for a page and refused with 401 when it asks for a file, except the login page and the
 files it needs (LOGIN_FILES)
 (tests/test_console_http.py::test_nothing_is_reachable_without_a_session).
 Every answer carries a Content-Security-Policy that lets the page load and connect to
-its own origin only, so nothing a log message holds can make the browser fetch
-elsewhere (tests/test_console_browser.py::test_a_hostile_message_is_shown_as_text).
+its own origin only, a second wall behind the scripts, which put log text into the page
+as text and never as markup
+(tests/test_console_browser.py::test_a_phone_in_dark_mode_and_a_hostile_message).
 """
 
 from __future__ import annotations

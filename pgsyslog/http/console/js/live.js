@@ -2,7 +2,9 @@
 // EventSource gives up for good on any answer but 200 (a restarting serve answers 503
 // until its database is ready), and a new EventSource cannot send Last-Event-ID. Here
 // every reconnect sends the id of the last row received, so the server goes on right
-// after it: no row twice, none missed. The RowTable drops any row it shows already.
+// after it: no row twice, none missed (tests/test_console_browser.py::
+// test_live_mode_shows_new_rows_pauses_and_resumes_once_each). The RowTable drops any
+// row it shows already.
 
 import { loginUrl } from "./api.js";
 
