@@ -349,6 +349,10 @@ def test_the_status_page(chromium: Any, server: ServerProcess, dsn: str, tmp_pat
         shown = console.page.locator("#partitions tbody tr").evaluate_all(
             "rows => rows.map(r => r.dataset.partition)")
         assert sorted(shown) == names
+        listed = get(port, "/api/partitions").body
+        expires = console.page.locator("#partitions tbody tr td:nth-child(5)").all_inner_texts()
+        assert expires == [p["expires"] or ("never" if listed["retention_days"] == 0 else "—")
+                           for p in listed["partitions"]]
         assert console.page.locator("#health [data-key=status]").inner_text() == "ok"
         stats = get(port, "/api/stats").body
         total = sum(b["count"] for b in stats["ingest_per_minute"])

@@ -86,7 +86,7 @@ function renderPartitions(answer) {
   $("#partitions tbody").replaceChildren(...answer.partitions.map((p) =>
     h("tr", { "data-partition": p.name }, h("td", {}, p.name), h("td", {}, p.day),
       h("td", { class: "num", title: "an estimate of PostgreSQL's statistics" }, `≈ ${count(p.rows)}`), h("td", { class: "num" }, bytes(p.bytes)),
-      h("td", {}, p.expires ?? "never"))));
+      h("td", {}, p.expires ?? (answer.retention_days === 0 ? "never" : "—")))));
 }
 
 function renderAlerts(answer) {
