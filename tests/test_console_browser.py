@@ -304,6 +304,10 @@ def test_login_with_a_token(chromium: Any, serve: Callable[..., ServerProcess], 
         console.open("/status")
         console.page.wait_for_selector("input[name=token]")
         assert console.page.context.cookies() == []
+        console.open("/login?next=//127.0.0.2:1/elsewhere")  # not followed off this server
+        console.page.fill("input[name=token]", TOKEN)
+        console.page.keyboard.press("Enter")
+        console.page.wait_for_url(f"{console.base}/")
         assert console.foreign_requests() == []
         assert console.errors == []
 

@@ -12,6 +12,7 @@ import { RowTable } from "./rows.js";
 
 const PAGE_ROWS = 100;
 const MAX_LIVE_ROWS = 1000; // rows kept in the table while live; older ones leave at the bottom
+const LIVE_REFRESH_MS = 15_000; // while live, the histogram and facets are asked again this often
 const $ = (selector) => document.querySelector(selector);
 
 const view = {
@@ -22,6 +23,7 @@ const view = {
   pending: [], // live rows held while scrolled away from the top
   pendingCount: 0,
   histogram: null,
+  refresh: null, // the timer that refreshes histogram and facets while live
 };
 
 const search = $("#search");
@@ -228,10 +230,16 @@ function startLive() {
   stopLive();
   view.live = new LiveTail(apiParams(view.state, { live: true }), { onRows: liveRows, onState: liveState });
   liveState("reconnecting");
+  const generation = view.generation;
+  view.refresh = setInterval(() => {
+    settle(loadHistogram(generation), "Histogram");
+    settle(loadFacets($("#facets"), apiParams(view.state), pickFacet), "Facets");
+  }, LIVE_REFRESH_MS);
 }
 
 function stopLive() {
   if (view.live) view.live.stop();
+  clearInterval(view.refresh);
   view.live = null;
   view.pending = [];
   view.pendingCount = 0;
