@@ -13,10 +13,12 @@ function item(facet, entry, onPick) {
   h("span", { class: "facet-name" }, shown), h("span", { class: "facet-count" }, count(entry.count))));
 }
 
-export async function loadFacets(root, params, onPick) {
+// isCurrent() says whether the answer is still wanted (the search may have changed meanwhile).
+export async function loadFacets(root, params, onPick, isCurrent = () => true) {
   const query = new URLSearchParams(params);
   query.set("limit", 10);
   const answer = await getJson("/api/facets", query);
+  if (!isCurrent()) return;
   for (const facet of ["host", "app", "severity"]) {
     const list = root.querySelector(`[data-facet=${facet}]`);
     const entries = answer[facet] ?? [];

@@ -7,7 +7,7 @@ import { show } from "./dom.js";
 import { clearFacets, loadFacets } from "./facets.js";
 import { FACILITIES, count, fromLocalInput, severityLabel, toLocalInput } from "./format.js";
 import { LiveTail } from "./live.js";
-import { LIST_KEYS, apiParams, fromSearch, isPreset, isRelative, splitList, toSearch, withValue } from "./query.js";
+import { LIST_KEYS, apiParams, fromSearch, isRelative, splitList, toSearch, withValue } from "./query.js";
 import { RowTable } from "./rows.js";
 
 const PAGE_ROWS = 100;
@@ -44,7 +44,7 @@ function showError(message) {
 
 function fillForm(state) {
   search.q.value = state.q;
-  const preset = isPreset(state.since, state.until) || isRelative(state.since, state.until);
+  const preset = isRelative(state.since, state.until);
   if (preset && ![...search.range.options].some((o) => o.value === state.since)) {
     search.range.insertBefore(new Option(`Last ${state.since}`, state.since), search.range.lastElementChild);
   }
@@ -106,8 +106,7 @@ function describeQuery(state) {
   for (const key of LIST_KEYS) if (state[key].length) parts.push(`${key} ${state[key].join(" or ")}`);
   if (state.severity) parts.push(`severity ${state.severity}`);
   if (state.facility) parts.push(`facility ${state.facility}`);
-  const range = isPreset(state.since, state.until) || isRelative(state.since, state.until)
-    ? `the last ${state.since}` : state.since ? "the selected range" : "all time";
+  const range = isRelative(state.since, state.until) ? `the last ${state.since}` : state.since ? "the selected range" : "all time";
   return `${parts.length ? parts.join(", ") : "the filters"} in ${range}`;
 }
 
@@ -181,7 +180,7 @@ function reload() {
     if (generation === view.generation && view.state.live) startLive();
   });
   settle(loadHistogram(generation), "Histogram");
-  settle(loadFacets($("#facets"), apiParams(view.state), pickFacet), "Facets");
+  settle(loadFacets($("#facets"), apiParams(view.state), pickFacet, () => generation === view.generation), "Facets");
 }
 
 // ------------------------------------------------------------------ live mode
@@ -233,7 +232,7 @@ function startLive() {
   const generation = view.generation;
   view.refresh = setInterval(() => {
     settle(loadHistogram(generation), "Histogram");
-    settle(loadFacets($("#facets"), apiParams(view.state), pickFacet), "Facets");
+    settle(loadFacets($("#facets"), apiParams(view.state), pickFacet, () => generation === view.generation), "Facets");
   }, LIVE_REFRESH_MS);
 }
 

@@ -3,7 +3,6 @@
 
 export const LIST_KEYS = ["host", "app", "procid", "msgid", "source", "peer"];
 export const TEXT_KEYS = ["q", "severity", "facility", "since", "until", "time"];
-export const PRESETS = ["15m", "1h", "24h", "7d"];
 export const DEFAULT_SINCE = "24h";
 
 export function emptyState() {
@@ -46,10 +45,6 @@ export function toSearch(state) {
   if (state.live) params.set("live", "1");
   const text = params.toString();
   return text ? `?${text}` : "";
-}
-
-export function isPreset(since, until) {
-  return !until && PRESETS.includes(since);
 }
 
 // A time relative to now ("3h", "90m") that the API reads itself, not a point in time.
