@@ -17,7 +17,8 @@ import asyncio
 import contextlib
 import sys
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from pgsyslog.record import Record, StructuredData
 
@@ -62,6 +63,40 @@ def structured_data_size(sd: StructuredData) -> int:
     return size
 
 
+class Receipt(Protocol):
+    """Told once when the record it waits for is stored (or spooled): a RELP reply."""
+
+    def stored(self) -> None: ...
+
+
+class Receipts:
+    """Records whose sender waits to hear that they are stored (RELP), by record identity.
+
+    The writers settle every batch once it is committed or spooled; while nobody waits (TCP,
+    TLS, UDP only) that costs one test of an empty dict per batch. An entry holds its record,
+    so the identity it is filed under cannot be reused while it waits.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: dict[int, tuple[Record, Receipt]] = {}
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def expect(self, record: Record, receipt: Receipt) -> None:
+        self._waiting[id(record)] = (record, receipt)
+
+    def settle(self, records: Iterable[Record]) -> None:
+        """These records are stored or spooled: tell whoever waits for them."""
+        if not self._waiting:
+            return
+        pop = self._waiting.pop
+        for record in records:
+            entry = pop(id(record), None)
+            if entry is not None:
+                entry[1].stored()
+
+
 class RecordQueue:
     """Bounded by a number of records and by their approximate size in bytes."""
 
@@ -78,6 +113,7 @@ class RecordQueue:
         self._batch_ready = asyncio.Event()
         self._room_callbacks: list[Callable[[], None]] = []
         self._closed = False
+        self.receipts = Receipts()  # what RELP senders wait for, settled by the writers
 
     def __len__(self) -> int:
         return len(self._items)
@@ -104,6 +140,12 @@ class RecordQueue:
             return False
         self.put(record)
         return True
+
+    def hurry(self) -> None:
+        """Let a writer take what is queued now, without waiting for a full batch: a RELP
+        sender's window of unacknowledged messages is full, or it has no more to send."""
+        if self._items:
+            self._batch_ready.set()
 
     def call_when_room(self, callback: Callable[[], None]) -> None:
         self._room_callbacks.append(callback)

@@ -12,6 +12,9 @@ retrying: the queue fills and TCP senders wait.
 A writer never drops a batch: an unexpected error is logged and the batch spooled (or
 retried), and the batch in hand is known (``current``) so that a stop that cancels the
 writer spools it.
+
+Once a batch is stored (both halves of a split, or found committed before) or spooled,
+its records' receipts are settled (queue.Receipts): RELP acknowledges them then.
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ class BatchWriter:
         try:
             if self.current is not None:  # taken over from a writer that died
                 await self._write_safely(self.current)
+                self.queue.receipts.settle(self.current.records)
                 self.current = None
             while True:
                 records = await self.queue.get_batch(self.max_age)
@@ -68,6 +72,7 @@ class BatchWriter:
                     continue
                 self.current = Batch.new(records)
                 await self._write_safely(self.current)
+                self.queue.receipts.settle(records)
                 self.current = None
         finally:
             await self.store.disconnect()
