@@ -28,6 +28,11 @@ def serve_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="Listen for syslog over TCP, octet-counted or LF framed (repeatable)."),
         click.option("--tls", multiple=True, metavar="HOST:PORT",
                      help="Listen for syslog over TLS (RFC 5425; repeatable)."),
+        click.option("--relp", multiple=True, metavar="HOST:PORT",
+                     help="Listen for RELP (rsyslog's omrelp): each message acknowledged once "
+                          "stored or spooled (repeatable)."),
+        click.option("--relp-tls", multiple=True, metavar="HOST:PORT",
+                     help="Listen for RELP over TLS, with the --tls-* settings (repeatable)."),
         click.option("--tls-cert", metavar="FILE", help="PEM certificate (chain) for --tls."),
         click.option("--tls-key", metavar="FILE", help="PEM private key for --tls."),
         click.option("--tls-client-ca", metavar="FILE",

@@ -9,7 +9,9 @@ as it answers; it also starts the embedded server again when it dies.
 Shutdown walks the steps back under one deadline (shutdown_timeout): stop accepting, read
 what senders already sent, write the queue; what is still in memory at the deadline, or
 at a second signal, is spooled in frames of batch_rows (past spool_max_bytes), and the
-writers are cancelled. Every exit logs the ``stopped: {...}`` summary.
+writers are cancelled. RELP sessions stop taking commands when the stop begins, answer
+what the writers stored or spooled, and are ended after them (relp.py). Every exit logs
+the ``stopped: {...}`` summary.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from pgsyslog.receiver.intake import Intake, ZoneResolver
 from pgsyslog.receiver.limits import check_open_files
 from pgsyslog.receiver.link import DatabaseLink
 from pgsyslog.receiver.queue import RecordQueue
+from pgsyslog.receiver.relp import RelpListener, RelpSession, RelpSessions, TlsRelpSession
 from pgsyslog.receiver.scheduler import MaintenanceSchedule
 from pgsyslog.receiver.spooler import Spooler, SpoolReplayer
 from pgsyslog.receiver.state import Listening, ReceiverState
@@ -77,6 +80,9 @@ BACKLOG = 1024  # connections the kernel completes before pgsyslog accepts them
 # At a stop, bounds on steps that wait on others: connections still being read after their
 # cut-off, the HTTP server's close, and the embedded server's stop.
 READ_AFTER_CUT_OFF = 6.0
+# RELP sessions, once the writers are done, send their last responses and serverclose,
+# and their clients close: a loop turn and a round trip; past this they are aborted.
+RELP_CLOSE = 3.0
 HTTP_CLOSE = 3.0
 DATABASE_STOP = 10.0
 
@@ -116,6 +122,7 @@ class Receiver:
         self.spooler = Spooler(None, self.state.counters, self._spool_size)  # set by run()
         self._stream_servers: list[asyncio.Server | TlsServer] = []
         self._tls_servers: list[TlsServer] = []
+        self.relp_sessions = RelpSessions()
         self._udp: list[UdpListener] = []
         self._udp_drops = 0
         self._embedded: database.EmbeddedDatabase | None = None
@@ -412,7 +419,7 @@ class Receiver:
         if warning:
             log.warning("%s", warning)
         tls_context = None
-        if cfg.tls:
+        if cfg.uses_tls:
             try:
                 tls_context = context_from_config(cfg)
             except TlsContextError as e:
@@ -437,8 +444,9 @@ class Receiver:
                     self._stream_servers.append(tls_server)
                     self._tls_servers.append(tls_server)
                     bound = tls_server.sockets[0].getsockname()
-                elif transport != "tcp":
-                    raise StartupError(f"{transport} listeners are not built yet")
+                elif transport == "relp" or transport == "relp_tls":
+                    bound = await self._bind_relp(transport == "relp_tls", endpoint,
+                                                  tls_context)
                 else:
                     shared = StreamListener(transport, self.intake, self.state.registry,
                                             AllowList(cfg.tcp_allow))
@@ -454,6 +462,28 @@ class Receiver:
                 raise bind_error(transport, endpoint, e) from None
             self.state.listening.append(Listening(transport, Endpoint(endpoint.host, bound[1])))
         self._http = await self._start_http()
+
+    async def _bind_relp(self, over_tls: bool, endpoint: Endpoint,
+                         tls_context: ssl.SSLContext | None) -> Any:
+        """A RELP listener (tcp_allow, or tls_allow over TLS); returns the bound address."""
+        cfg = self.config
+        shared = RelpListener("relp", self.intake, self.state.registry,
+                              AllowList(cfg.tls_allow if over_tls else cfg.tcp_allow),
+                              sessions=self.relp_sessions)
+        if over_tls:
+            assert tls_context is not None
+            tls_server = TlsServer.bind(endpoint, shared, tls_context,
+                                        cfg.tls_handshake_timeout, self.state.listeners_down,
+                                        cfg.tls_permitted_peers)
+            tls_server.protocol = TlsRelpSession
+            self._stream_servers.append(tls_server)
+            self._tls_servers.append(tls_server)
+            return tls_server.sockets[0].getsockname()
+        server = await asyncio.get_running_loop().create_server(
+            functools.partial(RelpSession, shared), sock=listening_socket(endpoint),
+            start_serving=False)
+        self._stream_servers.append(server)
+        return server.sockets[0].getsockname()
 
     async def _start_http(self) -> HttpServer | None:
         endpoint = self.config.http
@@ -524,6 +554,7 @@ class Receiver:
             self._schedule.shutdown()
         self.link.patience_over.set()
         log.info("stopping: closing listeners, then writing what was received")
+        self.relp_sessions.stop_reading()
         deadline = time.monotonic() + self.config.shutdown_timeout
         listeners = asyncio.ensure_future(self._stop_listeners(deadline))
         await self._until_hurry(listeners, deadline)
@@ -538,6 +569,7 @@ class Receiver:
         await self._until_hurry(writers_done, deadline)
         await self._until_hurry(self._spool_replayed(), deadline)
         await self._spool_what_is_left()
+        await self.relp_sessions.wait_closed(time.monotonic() + RELP_CLOSE)
 
     @staticmethod
     async def _wait_bounded(work: asyncio.Future[Any], seconds: float) -> None:
@@ -584,6 +616,7 @@ class Receiver:
         for batch in batches:
             if await self.spooler.put(batch, force=True):
                 spooled += len(batch.records)
+                self.queue.receipts.settle(batch.records)
         self.state.counters.lost_at_stop += rows - spooled
         log.warning("database not written in time at the stop: %d rows spooled for the next "
                     "start%s", spooled,
@@ -602,6 +635,8 @@ class Receiver:
     async def _close_everything(self) -> None:
         for server in self._stream_servers:
             server.close()
+        for session in list(self.relp_sessions.open):
+            session.abort()  # an exit that skipped the stop: nothing more is answered
         for task in [*self._background, *self._writers]:
             task.cancel()
         await asyncio.gather(*self._background, *self._writers, return_exceptions=True)
