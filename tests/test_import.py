@@ -300,3 +300,20 @@ def test_the_plain_progress_line_says_rates_and_eta() -> None:
     line = progress_line("/var/log/syslog", 120_000, 12_000_000, 48_000_000, 4.0)
     assert line == ("import: /var/log/syslog: 120,000 lines, 12.0 MB of 48.0 MB (25%), "
                     "30,000 lines/s, 3.0 MB/s, ETA 0:00:12")
+
+
+def test_a_second_import_of_a_file_being_imported_is_refused_in_one_line(
+        dsn: str, tmp_path: Path) -> None:
+    log = tmp_path / "big.log"
+    log.write_text(numbered(60_000))
+    first = start_import(dsn, "--quiet", str(log))
+    wait_for_some_rows(dsn, first)
+    second = run_import(dsn, "--quiet", str(log))
+    _, first_err = first.communicate(timeout=120)
+    assert first.returncode == 0, first_err
+    if second.returncode == 0:  # the first had finished by then
+        assert "0 imported, 60,000 skipped" in second.stdout
+    else:
+        assert one_error_line(second) == (f"Error: {log}: another pgsyslog import is reading "
+                                          "this file now; run this one again after it")
+    assert_each_line_once(dsn, 60_000)

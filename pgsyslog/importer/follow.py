@@ -139,6 +139,7 @@ class Follower:
             return False
         item.opened.source.close()
         done.append(item.opened)
+        await self.importer.release(item.opened)
         item.opened = await self.importer.open(source)
         return True
 
@@ -160,8 +161,10 @@ class Follower:
         if renamed is None:
             return
         opened = await self.importer.open(open_source(renamed))
-        if opened.state.id is None:
-            return  # not the file read before after all (its first bytes differ)
+        if opened.state.id is None:  # not the file read before after all (another head)
+            await self.importer.release(opened)
+            opened.source.close()
+            return
         log.info("%s was rotated to %s since the last run: reading that to its end", path,
                  renamed)
         await self.importer.import_all(opened, self.stop)

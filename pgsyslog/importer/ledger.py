@@ -9,6 +9,7 @@ position stops instead of storing the same lines again.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,32 @@ _ADVANCE = """
         position = %(position)s, lines = lines + %(lines)s, updated_at = now()
     WHERE id = %(id)s AND position = %(start)s
 """
+
+
+# Two-int advisory lock keys (FILE_LOCK, a hash of device and inode) held by the session
+# importing a file, so that two imports of one new file cannot both insert it.
+FILE_LOCK = 0x7067_7369  # "pgsi"
+_TRY_LOCK = "SELECT pg_try_advisory_lock(%s::int4, %s::int4)"
+_UNLOCK = "SELECT pg_advisory_unlock(%s::int4, %s::int4)"
+
+
+def _lock_key(identity: FileIdentity) -> tuple[int, int]:
+    digest = hashlib.sha256(f"{identity.device}:{identity.inode}".encode()).digest()
+    return FILE_LOCK, int.from_bytes(digest[:4], "big", signed=True)
+
+
+async def lock(conn: AsyncConnection, identity: FileIdentity, path: str) -> None:
+    """Hold the file's lock on this session, or raise ConcurrentImport."""
+    async with conn.cursor() as cur:
+        await cur.execute(_TRY_LOCK, _lock_key(identity))
+        row = await cur.fetchone()
+    if not (row and row[0]):
+        raise ConcurrentImport(f"{path}: another pgsyslog import is reading this file now; "
+                               "run this one again after it")
+
+
+async def unlock(conn: AsyncConnection, identity: FileIdentity) -> None:
+    await conn.execute(_UNLOCK, _lock_key(identity))
 
 
 class ConcurrentImport(Exception):

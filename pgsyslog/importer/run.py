@@ -113,8 +113,16 @@ class Importer:
 
     async def open(self, source: Source) -> OpenFile:
         """Start at the position reached before, when this file was imported before."""
-        known = None if source.identity is None else await ledger.find(self.conn, source.identity)
-        return resume(source, known)
+        if source.identity is None:
+            return resume(source, None)
+        await ledger.lock(self.conn, source.identity, source.location)
+        return resume(source, await ledger.find(self.conn, source.identity))
+
+    async def release(self, opened: OpenFile) -> None:
+        """Let other imports read this file (it is done with here)."""
+        identity = opened.source.identity
+        if identity is not None and self._conn is not None and not self._conn.broken:
+            await ledger.unlock(self.conn, identity)
 
     async def import_all(self, opened: OpenFile, stop: asyncio.Event) -> None:
         """Read the file to its end (an unterminated last line included), group by group."""
@@ -128,6 +136,7 @@ class Importer:
             await self.drain()
         finally:
             await self._abandon()
+        await self.release(opened)
         self.progress.finish()
 
     async def store_group(self, opened: OpenFile, group: LineGroup) -> None:
