@@ -414,3 +414,28 @@ def test_live_mode_waits_out_a_server_that_refuses_it_for_now(
     finally:
         for stream in streams:
             stream.close()
+
+
+def test_ordered_by_the_time_messages_state(chromium: Any, server: ServerProcess, dsn: str,
+                                            tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    # received in one order, stating times in the opposite one; one states none
+    stored_now(dsn, [record(f"stated {i}", when=now - timedelta(minutes=10 - i),
+                            event_time=now - timedelta(minutes=30 + i)) for i in range(5)]
+               + [record("states no time", when=now - timedelta(minutes=1))])
+    with open_console(chromium, server.port("http"), tmp_path / "screens") as console:
+        console.open("/?since=1h")
+        wait_rows(console, newest_ids(dsn))
+        console.page.locator("summary", has_text="More filters").click()
+        console.page.select_option("select[name=time]", "event")
+        expected = [r[0] for r in query(dsn, "SELECT id FROM syslog.messages WHERE event_time "
+                                             "IS NOT NULL ORDER BY event_time DESC, id DESC")]
+        assert expected == newest_ids(dsn, "event_time IS NOT NULL")[::-1]
+        wait_rows(console, expected)
+        assert console.query()["time"] == ["event"]
+        console.screenshot("event-time")
+        console.open("/?since=1h&time=event")
+        wait_rows(console, expected)
+        assert console.page.input_value("select[name=time]") == "event"
+        assert console.page.locator("details.more").get_attribute("open") is not None
+        clean(console)
