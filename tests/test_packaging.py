@@ -172,6 +172,7 @@ def test_first_run_installs_the_venv_directories_config_and_unit(installed: Inst
     assert re.search(r"^u pgsyslog ", sysusers, re.MULTILINE)
     tmpfiles = (root / "etc/tmpfiles.d/pgsyslog.conf").read_text()
     assert "d /var/lib/pgsyslog 0750 pgsyslog pgsyslog" in tmpfiles
+    assert "z /etc/pgsyslog/pgsyslog.toml 0640 root pgsyslog" in tmpfiles
 
 
 def test_second_run_upgrades_and_keeps_the_config(installed: Installed) -> None:
@@ -285,7 +286,6 @@ SET_UP = """set -e
 systemctl mask --quiet systemd-networkd-wait-online.service NetworkManager-wait-online.service
 systemd-sysusers /etc/sysusers.d/pgsyslog.conf
 systemd-tmpfiles --create /etc/tmpfiles.d/pgsyslog.conf
-chgrp pgsyslog /etc/pgsyslog/pgsyslog.toml
 systemctl daemon-reload
 systemctl start pgsyslog
 """
@@ -430,6 +430,9 @@ def test_embedded_postgresql_runs_inside_the_hardened_unit(container: Container,
     assert status["NoNewPrivs"].strip() == "1"
     assert status["Seccomp"].strip() == "2"  # the system call filter is on
     assert int(status["CapEff"], 16) == 1 << 10  # CAP_NET_BIND_SERVICE alone
+    udp_table = container.sh("nsenter -t $(systemctl show -p MainPID --value pgsyslog) -m "
+                             "head -1 /proc/net/udp")  # where kernel_udp_drops comes from
+    assert "local_address" in udp_table.stdout, udp_table.stderr
     reload = container.sh("systemctl reload pgsyslog")
     assert reload.returncode == 0, reload.stderr
 
