@@ -616,8 +616,9 @@ def check_startup(config: Config) -> None:
     (short of a port that is taken or privileged: only binding can tell).
     """
     if not config.listeners:
-        raise ConfigError("listeners", "give at least one listener: --udp, --tcp or --tls "
-                          "HOST:PORT (udp, tcp or tls in the config file)")
+        raise ConfigError("listeners", "give at least one listener: --udp, --tcp, --tls, "
+                          "--relp or --relp-tls HOST:PORT (udp, tcp, tls, relp or relp_tls "
+                          "in the config file)")
     if config.uses_tls:
         check_tls_files(config)
     if config.http is not None and config.http_tls_cert is not None:
