@@ -18,18 +18,15 @@ as text and never as markup
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
 from aiohttp import web
 
-from pgsyslog.http.auth import COOKIE
+from pgsyslog.http.auth import COOKIE, Handler
 from pgsyslog.http.context import AUTH
 from pgsyslog.http.errors import unauthorized
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 STATIC_DIR = Path(__file__).parent / "console"
 PAGES = {"/": "index.html", "/status": "status.html"}
