@@ -78,10 +78,12 @@ set_paths() {
 quietly() {
     local what=$1
     shift
-    local log="$WORK/$(echo "$what" | tr -c 'a-z0-9' '-').log"
+    local log="$WORK/step.log"
     if ! "$@" >"$log" 2>&1; then
-        cp "$log" "/tmp/pgsyslog-install.log" 2>/dev/null || true
-        die "$what failed: $(cause_in "$log") (full output: /tmp/pgsyslog-install.log)"
+        local kept
+        kept=$(mktemp "${TMPDIR:-/tmp}/pgsyslog-install.XXXXXX")
+        cp "$log" "$kept"
+        die "$what failed: $(cause_in "$log") (full output: $kept)"
     fi
 }
 
@@ -90,7 +92,7 @@ cause_in() {
     local cause
     cause=$(grep -E '^\s*ERROR:' "$1" | tail -n 1 || true)
     [ -n "$cause" ] || cause=$(grep -v '^\s*$' "$1" | tail -n 1 || true)
-    echo "$cause" | sed 's/^\s*//'
+    printf '%s\n' "${cause#"${cause%%[![:space:]]*}"}"
 }
 
 systemd_runs() {

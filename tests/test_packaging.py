@@ -252,6 +252,19 @@ def test_a_directory_that_is_not_a_checkout_is_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "root/opt/pgsyslog").exists()
 
 
+def test_a_pip_failure_is_one_line_naming_the_full_output(tmp_path: Path) -> None:
+    broken = tmp_path / "pgsyslog-9.9-py3-none-any.whl"
+    broken.write_text("not a zip file")
+    result = install(tmp_path / "root", "--source", str(broken))
+    assert result.returncode != 0
+    line = result.stderr.strip()
+    assert line.splitlines() == [line]
+    assert line.startswith(f"install.sh: pip install {broken} failed: ERROR: ")
+    kept = Path(line.rsplit("(full output: ", 1)[1].rstrip(")"))
+    assert "invalid" in kept.read_text()
+    kept.unlink()
+
+
 def test_not_root_without_root_prefix_is_one_line() -> None:
     setpriv = shutil.which("setpriv")
     if os.geteuid() != 0 or setpriv is None:
