@@ -7,6 +7,7 @@ page asked nothing of any host but the server's own, and raised no script error.
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -439,3 +440,58 @@ def test_ordered_by_the_time_messages_state(chromium: Any, server: ServerProcess
         assert console.page.input_value("select[name=time]") == "event"
         assert console.page.locator("details.more").get_attribute("open") is not None
         clean(console)
+
+
+ALERT_RULES = """
+alert_interval = 1
+
+[[alert]]
+name = "disk trouble"
+query = "disk"
+window = "10m"
+threshold = 2
+group_by = "host"
+
+[[alert]]
+name = "firewall silent"
+host = "fw1"
+window = "5m"
+below = 1
+"""
+
+
+def test_the_status_page_shows_rules_and_firing_alerts(
+        chromium: Any, serve: Callable[..., ServerProcess], dsn: str, tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    stored_now(dsn, [record(f"disk full {i}", host="db1", when=now - timedelta(minutes=1))
+                     for i in range(3)])
+    config = tmp_path / "alerts.toml"
+    config.write_text(ALERT_RULES)
+    server = serve("--tcp", "127.0.0.1:0", "--config", str(config))
+    port = server.port("http")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        firing = [a for a in get(port, "/api/alerts").body["alerts"] if a["status"] == "firing"]
+        if len(firing) == 2:
+            break
+        time.sleep(0.5)
+    assert sorted((a["rule"], a["group"]) for a in firing) == [("disk trouble", "db1"),
+                                                               ("firewall silent", "")]
+    with open_console(chromium, port, tmp_path / "screens") as console:
+        console.open("/status")
+        rows = console.page.locator("#alerts .firing tbody tr")
+        rows.first.wait_for()
+        assert sorted(rows.evaluate_all("rows => rows.map(r => [...r.cells].slice(0, 3)"
+                                        ".map(c => c.textContent))")) == [
+            ["disk trouble", "db1", "firing"], ["firewall silent", "—", "firing"]]
+        rules = console.page.locator("#alerts .rules tbody tr").evaluate_all(
+            "rows => rows.map(r => [...r.cells].map(c => c.textContent))")
+        assert rules == [["disk trouble", '"disk"', "10m", "2 or more", "host"],
+                         ["firewall silent", "host=fw1", "5m", "fewer than 1", "—"]]
+        console.page.locator("#alerts").scroll_into_view_if_needed()
+        console.screenshot("alerts")
+        console.page.locator("#alerts .firing a", has_text="disk trouble").click()
+        console.page.wait_for_url(f"{console.base}/?q=disk&host=db1&since=10m")
+        wait_rows(console, newest_ids(dsn, "message LIKE 'disk%%' AND hostname = 'db1'"))
+        assert console.foreign_requests() == []
+        assert console.errors == []

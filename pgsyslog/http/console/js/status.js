@@ -89,21 +89,51 @@ function renderPartitions(answer) {
       h("td", {}, p.expires ?? (answer.retention_days === 0 ? "never" : "—")))));
 }
 
+function duration(seconds) {
+  if (seconds % 3600 === 0) return `${seconds / 3600}h`;
+  if (seconds % 60 === 0) return `${seconds / 60}m`;
+  return `${seconds}s`;
+}
+
+function ruleFilters(rule) {
+  const filters = Object.entries(rule.filters ?? {}).map(([k, v]) => `${k}=${text(v)}`);
+  return [rule.query ? `"${rule.query}"` : "", ...filters].filter(Boolean).join(" ") || "every row";
+}
+
+function condition(rule) {
+  return rule.below !== null && rule.below !== undefined
+    ? `fewer than ${rule.below}` : `${rule.threshold} or more`;
+}
+
+// The console's search for the rows an alert counts: its rule's words and filters over
+// its window, narrowed to its group.
+function searchLink(rule, alert) {
+  const params = new URLSearchParams();
+  if (rule?.query) params.set("q", rule.query);
+  for (const [key, value] of Object.entries(rule?.filters ?? {})) {
+    for (const one of Array.isArray(value) ? value : [value]) params.append(key, one);
+  }
+  if (alert.group && ["host", "app"].includes(rule?.group_by)) params.append(rule.group_by, alert.group);
+  if (rule?.window) params.set("since", duration(rule.window));
+  return `/?${params}`;
+}
+
 function renderAlerts(answer) {
-  const firing = (answer.alerts ?? []).filter((a) => a.status !== "ok" && a.status !== "resolved");
+  const firing = (answer.alerts ?? []).filter((a) => a.status === "firing");
   const rules = answer.rules ?? [];
   $("#alerts .note").textContent = !rules.length ? "No alert rules are configured ([[alert]] in the configuration file)."
     : firing.length ? "" : "No alert is firing.";
   for (const part of ["#alerts .firing", "#alerts .firing-title"]) show($(part), firing.length > 0);
   for (const part of ["#alerts .rules", "#alerts .rules-title"]) show($(part), rules.length > 0);
   $("#alerts .firing tbody").replaceChildren(...firing.map((a) =>
-    h("tr", { "data-alert": a.rule }, h("td", {}, a.rule), h("td", {}, text(a.group)),
+    h("tr", { "data-alert": a.rule },
+      h("td", {}, h("a", { href: searchLink(rules.find((r) => r.name === a.rule), a) }, a.rule)),
+      h("td", {}, a.group || "—"),
       h("td", { class: "bad" }, a.status), h("td", {}, localTime(a.started_at)),
       h("td", { class: "num" }, count(a.last_count)))));
   $("#alerts .rules tbody").replaceChildren(...rules.map((r) =>
-    h("tr", { "data-rule": r.name }, h("td", {}, r.name), h("td", {}, text(r.query ?? r.filters)),
-      h("td", {}, text(r.window)), h("td", {}, r.below ? `below ${text(r.threshold)}` : `${text(r.threshold)} or more`),
-      h("td", {}, text(r.group_by)))));
+    h("tr", { "data-rule": r.name }, h("td", {}, r.name), h("td", {}, ruleFilters(r)),
+      h("td", {}, duration(r.window)), h("td", {}, condition(r)), h("td", {}, r.group_by ?? "—"))));
   show($("#alerts"), true);
 }
 
