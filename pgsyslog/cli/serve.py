@@ -72,10 +72,11 @@ def serve_options(func: Callable[..., Any]) -> Callable[..., Any]:
                      help="TCP keepalive probes on database connections after this much "
                           "silence [default: 10]."),
         click.option("--max-connections", metavar="N",
-                     help="TCP and TLS connections open at once; more are refused "
+                     help="TCP, TLS and RELP connections open at once; more are refused "
                           "[default: 1000]."),
         click.option("--max-connections-per-source", metavar="N",
-                     help="TCP and TLS connections one source address may hold [default: 100]."),
+                     help="TCP, TLS and RELP connections one source address may hold "
+                          "[default: 100]."),
         click.option("--tls-handshake-timeout", metavar="SECONDS",
                      help="Longest a TLS handshake may take [default: 10]."),
         click.option("--idle-timeout", metavar="SECONDS",
@@ -83,9 +84,11 @@ def serve_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--udp-allow", metavar="CIDR[,CIDR...]",
                      help="Only these source networks may send over UDP [default: all]."),
         click.option("--tcp-allow", metavar="CIDR[,CIDR...]",
-                     help="Only these source networks may connect over TCP [default: all]."),
+                     help="Only these source networks may connect over TCP and RELP "
+                          "[default: all]."),
         click.option("--tls-allow", metavar="CIDR[,CIDR...]",
-                     help="Only these source networks may connect over TLS [default: all]."),
+                     help="Only these source networks may connect over TLS and RELP over "
+                          "TLS [default: all]."),
         click.option("--spool-max-bytes", metavar="BYTES",
                      help="Disk spool for database outages, under --data-dir; 0 turns it off "
                           "[default: 1073741824]."),

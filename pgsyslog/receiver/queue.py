@@ -72,8 +72,9 @@ class Receipt(Protocol):
 class Receipts:
     """Records whose sender waits to hear that they are stored (RELP), by record identity.
 
-    The writers settle every batch once it is committed or spooled; while nobody waits (TCP,
-    TLS, UDP only) that costs one test of an empty dict per batch. An entry holds its record,
+    The writers settle every batch after it is committed or spooled
+    (tests/test_relp_acks.py); while nobody waits (TCP, TLS, UDP only) that costs one test
+    of an empty dict per batch. An entry holds its record,
     so the identity it is filed under cannot be reused while it waits.
     """
 

@@ -5,16 +5,21 @@ client opens it with its offers and is answered ``200 OK`` with the accepted one
 ``syslog`` command carries one message; ``close`` is answered and ends the session;
 ``serverclose`` (a hint, txnr 0) tells the client that the server ends it. Transaction
 numbers must follow each other (1, 2, 3...); responses go out in that order, whatever
-order the batches holding the messages are stored in. How many commands a client has
-outstanding is its own window; the server bounds what it holds by the queue's bounds
-(reading stops while the queue is full, as for TCP) and by the transport's write buffer
-(reading stops while the client does not take its responses).
+order the batches holding the messages are stored in
+(tests/test_relp_protocol.py::test_responses_go_out_in_transaction_order_whatever_order_batches_commit).
+How many commands a client has outstanding is its own window; the server bounds what it
+holds by the queue's bounds (reading stops while the queue is full, as for TCP:
+::test_a_full_queue_stops_reading_until_there_is_room) and by the transport's write
+buffer (reading stops while the client does not take its responses:
+::test_a_client_that_takes_no_responses_is_not_read).
 
 A message's ``rsp 200 OK`` goes out only when the batch holding it committed in
 PostgreSQL (or had committed before: a retry after an ambiguous commit), or was written
 to the spool and fsynced (with spool_fsync = false: written). The writers settle batches
-through queue.Receipts. Rows the database refuses for good are acknowledged too: they are
-kept in syslog.unrouted or the spool's rejects file, and sending them again cannot help.
+through queue.Receipts (tests/test_relp_acks.py; tests/test_relp_serve.py::
+test_each_acknowledgement_follows_its_row_into_the_table). Rows the database refuses
+for good are acknowledged too: they are kept in syslog.unrouted or the spool's rejects
+file, and sending them again cannot help.
 A message not acknowledged when the receiver dies is sent again by the client, so a
 message committed just before a SIGKILL may be stored twice; an acknowledged one is never
 lost (tests/test_relp_rsyslog.py::test_sigkill_in_the_middle_loses_nothing).
@@ -25,12 +30,14 @@ session gets a ``serverclose``), and max_frame_length: a longer message is store
 to it and marked, as rsyslog's imrelp does by default (closing would make omrelp send
 the same message again forever). A frame that breaks the grammar, a DATALEN above
 relp_frames.MAX_DATALEN or a transaction number out of turn closes that session with one
-logged line giving the reason (framing_errors counts them), never the server.
+logged line giving the reason (framing_errors counts them), never the server
+(tests/test_relp_serve.py::test_a_broken_frame_ends_only_its_session).
 
 At a stop (server.py) sessions stop reading at once: what a client sent but the receiver
 did not take is not acknowledged, and the client sends it again later. Each session
 sends the responses of what it took as the writers store or spool it, then
-``serverclose``; sessions still waiting after the writers are done are closed.
+``serverclose``; sessions still waiting after the writers are done are closed
+(tests/test_relp_serve.py::test_a_stop_answers_what_it_stored_then_sends_serverclose).
 """
 
 from __future__ import annotations

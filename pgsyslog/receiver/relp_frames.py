@@ -13,8 +13,10 @@ with the offers it accepts.
 
 The decoder is bounded: it keeps at most ``max_data`` octets of a frame's DATA (a longer
 one is handed on cut and marked ``truncated``, as rsyslog's imrelp does by default, and the
-rest is skipped as it arrives); a DATALEN above MAX_DATALEN, or any byte that breaks the
-grammar, ends the stream with ``error`` saying why.
+rest is skipped as it arrives: tests/test_relp_frames.py::
+test_data_above_max_data_is_skipped_as_it_arrives); a DATALEN above MAX_DATALEN, or any
+byte that breaks the grammar, ends the stream with ``error`` saying why
+(::test_broken_frames).
 """
 
 from __future__ import annotations

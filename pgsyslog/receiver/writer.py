@@ -13,8 +13,9 @@ A writer never drops a batch: an unexpected error is logged and the batch spoole
 retried), and the batch in hand is known (``current``) so that a stop that cancels the
 writer spools it.
 
-Once a batch is stored (both halves of a split, or found committed before) or spooled,
-its records' receipts are settled (queue.Receipts): RELP acknowledges them then.
+When a batch is stored (both halves of a split, or found committed before) or spooled,
+its records' receipts are settled (queue.Receipts): RELP acknowledges them then
+(tests/test_relp_acks.py::test_receipts_of_a_split_batch_wait_for_both_halves).
 """
 
 from __future__ import annotations
