@@ -81,3 +81,44 @@ def test_records_take_their_own_time_and_the_mtime_year() -> None:
     assert (raw.received_at, raw.hostname, raw.format) == (MODIFIED, "gw", "raw")
     assert future.event_time is not None and future.received_at == MODIFIED
     assert (out.tally.imported, out.tally.blank, out.tally.parse_errors) == (3, 1, 1)
+
+
+class Endless(io.RawIOBase):
+    """A stream of ``total`` bytes without a single line feed, then one."""
+
+    def __init__(self, total: int) -> None:
+        self.left = total
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray) -> int:  # type: ignore[override]
+        if self.left < 0:
+            return 0
+        if self.left == 0:
+            buffer[0:1], self.left = b"\n", -1
+            return 1
+        n = min(len(buffer), self.left)
+        buffer[:n] = b"x" * n
+        self.left -= n
+        return n
+
+
+def test_an_endless_line_is_cut_and_memory_bounded() -> None:
+    total = 50 * 1024 * 1024
+    reader = LineReader(io.BufferedReader(Endless(total)), 0, max_length=1000)
+    group = reader.group(10, final=False)
+    assert group is not None and group.lines == [b"x" * 1000] and group.end == total + 1
+    assert reader.cut == 1 and len(reader._tail) == 0
+    assert reader.group(10, final=True) is None
+
+
+def test_offsets_count_the_cut_bytes() -> None:
+    data = b"short\n" + b"y" * 5000 + b"\nafter\nend"
+    reader = LineReader(io.BytesIO(data), 0, max_length=100)
+    group = reader.group(10, final=True)
+    assert group is not None
+    assert [len(line) for line in group.lines] == [5, 100, 5]
+    assert group.end == data.index(b"end")
+    last = reader.group(10, final=True)
+    assert last is not None and (last.lines, last.end) == ([b"end"], len(data))

@@ -60,7 +60,7 @@ def import_(config: Config, files: tuple[str, ...], follow: bool, host: str | No
         click.echo("standard input has no identity: its lines are imported each time",
                    err=True)
     settings = ImportSettings(config.batch_rows, config.default_zone, host,
-                              config.retention_days)
+                              config.retention_days, config.max_frame_length)
     try:
         with database_url(config) as url:
             opened, stopped = asyncio.run(_run(url, settings, sources, follow, quiet))

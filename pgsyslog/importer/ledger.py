@@ -2,9 +2,10 @@
 
 A file's position moves in the transaction that stores its lines, and only from the
 position this import started from (compare and set): a crash loses nothing and stores
-nothing twice (test_import.py::test_a_kill_in_the_middle_loses_and_repeats_nothing), and
-of two imports of one file that already has a row, side by side, the second to move its
-position stops instead of storing the same lines again.
+nothing twice (test_import.py::test_a_kill_in_the_middle_loses_and_repeats_nothing).
+While an import reads a file it holds an advisory lock on the file's device and inode: a
+second import of it is refused in one line
+(test_import.py::test_a_second_import_of_a_file_being_imported_is_refused_in_one_line).
 """
 
 from __future__ import annotations

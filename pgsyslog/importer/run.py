@@ -49,6 +49,7 @@ class ImportSettings:
     default_tz: tzinfo
     host: str | None = None
     retention_days: int = 0
+    max_line: int = 64 * 1024  # config max_frame_length: longer lines are cut
 
 
 @dataclass
@@ -114,9 +115,10 @@ class Importer:
     async def open(self, source: Source) -> OpenFile:
         """Start at the position reached before, when this file was imported before."""
         if source.identity is None:
-            return resume(source, None)
+            return resume(source, None, self.settings.max_line)
         await ledger.lock(self.conn, source.identity, source.location)
-        return resume(source, await ledger.find(self.conn, source.identity))
+        return resume(source, await ledger.find(self.conn, source.identity),
+                      self.settings.max_line)
 
     async def release(self, opened: OpenFile) -> None:
         """Let other imports read this file (it is done with here)."""
@@ -252,7 +254,7 @@ class Importer:
         log.warning("a line refused by syslog.messages is kept in syslog.unrouted: %s", error)
 
 
-def resume(source: Source, known: KnownFile | None) -> OpenFile:
+def resume(source: Source, known: KnownFile | None, max_line: int) -> OpenFile:
     """An open file positioned after what was imported of it before."""
     if known is None:
         state, tally = ledger.FileState(None, 0, 0), Tally()
@@ -260,7 +262,7 @@ def resume(source: Source, known: KnownFile | None) -> OpenFile:
         source.seek(known.position)
         state = ledger.FileState(known.id, known.position, known.lines)
         tally = Tally(already=known.lines)
-    return OpenFile(source, state, LineReader(source.stream, state.position), tally,
+    return OpenFile(source, state, LineReader(source.stream, state.position, max_line), tally,
                     state.position)
 
 

@@ -14,6 +14,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import accumulate
 from typing import BinaryIO
 
 from pgsyslog.importer.identity import HEAD_BYTES, FileIdentity
@@ -146,12 +147,21 @@ class LineGroup:
 
 @dataclass
 class LineReader:
-    """Complete lines of a stream in groups, each with the offset reached after it."""
+    """Complete lines of a stream in groups, each with the offset reached after it.
+
+    A line longer than ``max_length`` is cut to that length, as serve cuts a frame; the
+    rest of it is skipped, so that a file without line feeds takes no more memory than a
+    read and a line (test_import_reading.py::test_an_endless_line_is_cut_and_memory_bounded).
+    """
 
     stream: BinaryIO
     position: int  # the offset just after the last line handed out
+    max_length: int = 64 * 1024
     _lines: list[bytes] = field(default_factory=list)
-    _tail: bytes = b""  # the start of a line whose LF has not been read yet
+    _ends: list[int] = field(default_factory=list)  # the offset after each of _lines
+    _tail: bytes = b""  # the start of a line whose LF has not been read yet (cut)
+    _tail_length: int = 0  # its length in the stream, cut bytes included
+    cut: int = 0  # lines cut so far
 
     def group(self, size: int, *, final: bool) -> LineGroup | None:
         """Up to ``size`` lines; None when nothing more is there now.
@@ -164,7 +174,8 @@ class LineReader:
         if not self._lines:
             return self._last_line() if final else None
         lines, self._lines = self._lines[:size], self._lines[size:]
-        self.position += sum(map(len, lines)) + len(lines)
+        self.position = self._ends[len(lines) - 1]
+        del self._ends[: len(lines)]
         return LineGroup(lines, self.position)
 
     def _fill(self) -> bool:
@@ -173,19 +184,35 @@ class LineReader:
         if not chunk:
             return False
         lines = chunk.split(b"\n")
-        if self._tail:
+        start = (self._ends[-1] if self._ends else self.position)  # where the tail began
+        tail = lines.pop()
+        if lines:
+            lengths = [len(line) + 1 for line in lines]
+            lengths[0] += self._tail_length
             lines[0] = self._tail + lines[0]
-        self._tail = lines.pop()
-        self._lines.extend(lines)
+            self._ends.extend(list(accumulate(lengths, initial=start))[1:])
+            self._lines.extend(self._cut(lines))
+            self._tail, self._tail_length = b"", 0
+        self._tail_length += len(tail)
+        self._tail = (self._tail + tail)[: self.max_length + 1]
         return True
 
+    def _cut(self, lines: list[bytes]) -> list[bytes]:
+        limit = self.max_length
+        if max(map(len, lines)) <= limit:
+            return lines
+        self.cut += sum(1 for line in lines if len(line) > limit)
+        return [line[:limit] for line in lines]
+
     def _last_line(self) -> LineGroup | None:
-        if not self._tail:
+        if not self._tail_length:
             return None
-        line, self._tail = self._tail, b""
-        self.position += len(line)
+        line = self._cut([self._tail])[0]
+        self.position += self._tail_length
+        self._tail, self._tail_length = b"", 0
         return LineGroup([line], self.position)
 
     def restart(self, position: int) -> None:
         """Forget what was read ahead; the stream has been moved to ``position``."""
-        self.position, self._lines, self._tail = position, [], b""
+        self.position, self._lines, self._ends = position, [], []
+        self._tail, self._tail_length = b"", 0
