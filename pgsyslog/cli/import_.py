@@ -147,7 +147,8 @@ def summary(opened: Sequence[OpenFile]) -> str:
     lines = []
     for item in opened:
         total.add(item.tally)
-        lines.append(f"{item.source.name}: {_counts(item.tally)}")
+        cut = f", {item.reader.cut:,} cut to max_frame_length" if item.reader.cut else ""
+        lines.append(f"{item.source.name}: {_counts(item.tally)}{cut}")
     if len(opened) != 1:
         lines.append(f"total: {_counts(total)}")
     return "\n".join(lines)
