@@ -9,7 +9,7 @@
 # usage: install.sh [--root DIR] [--source DIR|FILE | --version X]
 #   --root DIR     install into DIR as if it were / (only writes files: no user is made,
 #                  nothing is chowned, systemd is not told; the venv's scripts name
-#                  /opt/pgsyslog/bin/python, so they run once DIR is the root)
+#                  /opt/pgsyslog/bin/python, so they run when DIR is the root)
 #   --source PATH  a pgsyslog checkout, wheel or sdist (default: this script's checkout)
 #   --version X    pgsyslog X from the package index instead
 # Environment: PYTHON, the interpreter for the venv (default /usr/bin/python3).

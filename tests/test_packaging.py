@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import time
@@ -389,9 +390,8 @@ def lay_unit_in(box: Container, installed: Installed) -> None:
 
 
 def stored_messages(box: Container) -> list[dict[str, object]]:
-    result = box.sh("setpriv --reuid=pgsyslog --regid=pgsyslog --clear-groups "
-                    "/opt/pgsyslog/bin/pgsyslog search --data-dir /var/lib/pgsyslog "
-                    f"--app {APP} --output json")
+    result = box.sh(as_pgsyslog("/opt/pgsyslog/bin/pgsyslog search --data-dir "
+                                f"/var/lib/pgsyslog --app {APP} --output json"))
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
 
 
@@ -402,6 +402,17 @@ def wait_for_messages(box: Container, count: int) -> list[dict[str, object]]:
         time.sleep(1)
         rows = stored_messages(box)
     return rows
+
+
+JIT_AVAILABLE = """set -e
+dsn=$(/opt/pgsyslog/bin/pgsyslog dsn --data-dir /var/lib/pgsyslog)
+/opt/pgsyslog/bin/python -c 'import sys, psycopg
+print(psycopg.connect(sys.argv[1]).execute("SELECT pg_jit_available()").fetchone()[0])' "$dsn"
+"""
+
+
+def as_pgsyslog(script: str) -> str:
+    return f"setpriv --reuid=pgsyslog --regid=pgsyslog --clear-groups sh -c {shlex.quote(script)}"
 
 
 def journal(box: Container) -> str:
@@ -446,12 +457,15 @@ def test_embedded_postgresql_runs_inside_the_hardened_unit(container: Container,
     udp_table = container.sh("nsenter -t $(systemctl show -p MainPID --value pgsyslog) -m "
                              "head -1 /proc/net/udp")  # where kernel_udp_drops comes from
     assert "local_address" in udp_table.stdout, udp_table.stderr
+    # MemoryDenyWriteExecute holds because the embedded server cannot JIT-compile.
+    jit = container.sh(as_pgsyslog(JIT_AVAILABLE))
+    assert jit.stdout.strip() == "False", jit.stdout + jit.stderr
     reload = container.sh("systemctl reload pgsyslog")
     assert reload.returncode == 0, reload.stderr
 
     stopped = container.sh("systemctl stop pgsyslog; systemctl show -p Result -p NRestarts "
                            "pgsyslog; pgrep -u pgsyslog || echo none-left", timeout=120)
-    # PostgreSQL stopped with pgsyslog, which wrote both messages and was never restarted.
+    # PostgreSQL stopped with pgsyslog, which wrote both messages and was not restarted.
     assert set(stopped.stdout.split()) == {"Result=success", "NRestarts=0", "none-left"}, \
         stopped.stdout + journal(container)
     assert "'received': 2," in stop_line(container)
