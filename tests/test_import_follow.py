@@ -3,6 +3,7 @@ is restarted (SIGTERM once, SIGKILL once); every line is stored exactly once."""
 
 from __future__ import annotations
 
+import gzip
 import os
 import signal
 import subprocess
@@ -172,3 +173,17 @@ def test_follow_goes_on_after_the_database_was_away(pg: Pg15, tmp_path: Path) ->
     assert status == 0, err
     assert "the database is away" in err and "Traceback" not in err, err
     assert_each_line_once(pg.dsn, 200)
+
+
+def test_a_followed_gzip_file_is_read_once(dsn: str, tmp_path: Path) -> None:
+    packed = tmp_path / "old.log.gz"
+    packed.write_bytes(gzip.compress(lines_of(0, 50).encode()))
+    follow = start_follow(dsn, packed)
+    try:
+        wait_until(lambda: stored(dsn) == 50, 60, "50 rows")
+        time.sleep(1.5)  # three polls: a gzip file's size on disk is no truncation
+    finally:
+        status, err = stop(follow, signal.SIGTERM)
+    assert status == 0, err
+    assert "truncated" not in err
+    assert stored(dsn) == 50

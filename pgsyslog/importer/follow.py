@@ -203,7 +203,9 @@ def _look(item: Followed) -> Change:
     except FileNotFoundError:
         at_path = None
     opened = os.fstat(source.raw.fileno())
-    return change_of(opened, at_path, item.opened.reader.position, _head_changed(source))
+    # A gzip file's size on disk is not its content's: only a rename tells of it.
+    read_to = 0 if source.compressed else item.opened.reader.position
+    return change_of(opened, at_path, read_to, _head_changed(source))
 
 
 def _head_changed(source: Source) -> bool:
