@@ -82,13 +82,16 @@ class Console:
 
 @contextmanager
 def open_console(browser: Any, port: int, shots: Path, *, viewport: dict[str, int] = DESKTOP,
-                 color_scheme: str = "light") -> Iterator[Console]:
+                 color_scheme: str = "light", scheme: str = "http") -> Iterator[Console]:
+    """A page of the server on 127.0.0.1:port; with scheme https, any certificate is taken
+    (the tests' own CA is not the browser's)."""
     shots.mkdir(parents=True, exist_ok=True)
     context = browser.new_context(viewport=viewport, color_scheme=color_scheme,
-                                  timezone_id="UTC", locale="en-GB")
+                                  timezone_id="UTC", locale="en-GB",
+                                  ignore_https_errors=scheme == "https")
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
-    console = Console(page, f"http://127.0.0.1:{port}", shots)
+    console = Console(page, f"{scheme}://127.0.0.1:{port}", shots)
     page.on("request", lambda request: console.requests.append(request.url))
     page.on("pageerror", lambda error: console.errors.append(str(error)))
     try:

@@ -6,6 +6,7 @@ page asked nothing of any host but the server's own, and raised no script error.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ import pytest
 from browser import PHONE, Console, browser_missing, launched, open_console
 from helpers import ServerProcess, query, wait_for_rows
 from http_client import EventStream, get
+from pki import Pki
 from stored import insert, record
 
 pytestmark = pytest.mark.timeout(240)
@@ -493,5 +495,33 @@ def test_the_status_page_shows_rules_and_firing_alerts(
         console.page.locator("#alerts .firing a", has_text="disk trouble").click()
         console.page.wait_for_url(f"{console.base}/?q=disk&host=db1&since=10m")
         wait_rows(console, newest_ids(dsn, "message LIKE 'disk%%' AND hostname = 'db1'"))
+        assert console.foreign_requests() == []
+        assert console.errors == []
+
+
+def test_over_https_with_a_token(chromium: Any, serve: Callable[..., ServerProcess], dsn: str,
+                                 pki: Pki, tmp_path: Path) -> None:
+    fill(dsn, datetime.now(UTC), count=10)
+    server = serve("--tcp", "127.0.0.1:0", env={
+        "PGSYSLOG_HTTP_TLS_CERT": str(pki.server.cert),
+        "PGSYSLOG_HTTP_TLS_KEY": str(pki.server.key), "PGSYSLOG_HTTP_TOKEN": TOKEN})
+    ports = [int(m.group(1)) for line in server.output
+             if (m := re.match(r"^listening on https://127\.0\.0\.1:(\d+)$", line))]
+    assert len(ports) == 1, server.log
+    with open_console(chromium, ports[0], tmp_path / "screens", scheme="https") as console:
+        console.open("/?since=1h")
+        console.page.fill("input[name=token]", TOKEN)
+        console.page.keyboard.press("Enter")
+        console.page.wait_for_url(f"{console.base}/?since=1h")
+        wait_rows(console, newest_ids(dsn))
+        assert [(c["name"], c["secure"], c["httpOnly"]) for c in console.page.context.cookies()
+                ] == [("pgsyslog_session", True, True)]
+        console.page.click("[data-action=live]")
+        console.page.wait_for_selector("#live-status[data-status=live]")
+        logger(server.port("tcp"), "seen over https")
+        console.page.locator("#results tbody tr:first-child td.msg",
+                             has_text="seen over https").wait_for()
+        console.screenshot("https-live")
+        assert console.base.startswith("https://")
         assert console.foreign_requests() == []
         assert console.errors == []
