@@ -1,7 +1,8 @@
 """The HTTP API inside `serve` (aiohttp on the receiver's event loop).
 
 ``/healthz`` and ``/metrics`` are open (probes and Prometheus); ``/api/*`` needs the
-token when one is set (pgsyslog.http.auth). Handlers live in one module each; this module
+token when one is set (pgsyslog.http.auth), and so do the web console's pages and files
+but its login page (pgsyslog.http.console). Handlers live in one module each; this module
 wires them and owns the server's lifecycle. The server can start before the database is
 known: handlers answer 503 until ``state.dsn`` is set (pgsyslog.http.database).
 """
