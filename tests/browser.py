@@ -13,16 +13,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Literal
 
 from system_packages import missing_reason
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page, ViewportSize
 
 CHROMIUM = "/usr/bin/chromium"
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--no-first-run"]
 TIMEOUT_MS = 15_000  # longest wait for anything on the page (a loaded machine is slow)
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
+DESKTOP: ViewportSize = {"width": 1280, "height": 800}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 
 
 def browser_missing() -> str | None:
@@ -35,7 +38,7 @@ def browser_missing() -> str | None:
 
 
 @contextmanager
-def launched() -> Iterator[Any]:
+def launched() -> Iterator[Browser]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -49,7 +52,7 @@ def launched() -> Iterator[Any]:
 
 @dataclass
 class Console:
-    page: Any  # playwright.sync_api.Page
+    page: Page
     base: str  # http://127.0.0.1:PORT
     shots: Path
     requests: list[str] = field(default_factory=list)
@@ -81,8 +84,9 @@ class Console:
 
 
 @contextmanager
-def open_console(browser: Any, port: int, shots: Path, *, viewport: dict[str, int] = DESKTOP,
-                 color_scheme: str = "light", scheme: str = "http") -> Iterator[Console]:
+def open_console(browser: Browser, port: int, shots: Path, *, viewport: ViewportSize = DESKTOP,
+                 color_scheme: Literal["light", "dark"] = "light",
+                 scheme: Literal["http", "https"] = "http") -> Iterator[Console]:
     """A page of the server on 127.0.0.1:port; with scheme https, any certificate is taken
     (the tests' own CA is not the browser's)."""
     shots.mkdir(parents=True, exist_ok=True)

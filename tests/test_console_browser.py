@@ -162,6 +162,7 @@ def test_facets_histogram_zoom_and_a_shared_url(chromium: Any, server: ServerPro
         wait_rows(console, newest_ids(dsn, "hostname = 'web2'"))
 
         chart = console.page.locator("#histogram").bounding_box()
+        assert chart is not None
         y = chart["y"] + chart["height"] / 2
         console.page.mouse.move(chart["x"] + chart["width"] * 0.40, y)
         console.page.mouse.down()
@@ -332,7 +333,8 @@ def test_a_phone_in_dark_mode_and_a_hostile_message(chromium: Any, server: Serve
         assert background == "rgb(18, 22, 29)"
         console.screenshot("phone-dark")
         console.page.locator("#results tbody tr").nth(1).click()
-        assert console.page.locator("#details").bounding_box()["width"] == 390
+        panel = console.page.locator("#details").bounding_box()
+        assert panel is not None and panel["width"] == 390
         console.screenshot("phone-details")
         assert not [url for url in console.requests if "xss-probe" in url]
         clean(console)
