@@ -181,6 +181,10 @@ def test_facets_histogram_zoom_and_a_shared_url(chromium: Any, server: ServerPro
         console.page.wait_for_selector("#histogram rect.bar:not([data-count='0'])")
         console.screenshot("zoomed")
         shared = console.page.url
+        console.page.click("[data-action=live]")  # live follows now: the zoom gives way
+        console.page.wait_for_selector("#live-status[data-status=live]")
+        assert console.query() == {"host": ["web2"], "since": ["1h"], "live": ["1"]}
+        assert console.page.input_value("select[name=range]") == "1h"
         clean(console)
 
     with open_console(chromium, port, tmp_path / "screens-shared") as console:
