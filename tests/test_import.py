@@ -317,3 +317,19 @@ def test_a_second_import_of_a_file_being_imported_is_refused_in_one_line(
         assert one_error_line(second) == (f"Error: {log}: another pgsyslog import is reading "
                                           "this file now; run this one again after it")
     assert_each_line_once(dsn, 60_000)
+
+
+def test_an_unterminated_last_line_waits_while_the_file_is_being_written(
+        dsn: str, tmp_path: Path) -> None:
+    live = tmp_path / "live.log"
+    live.write_bytes(b"<14>1 - h a - - - line 0\n<14>1 - h a - - - line")
+    assert "1 imported" in run_import(dsn, str(live)).stdout
+    with live.open("a") as out:
+        out.write(" 1\n")
+    assert "1 imported, 1 skipped" in run_import(dsn, str(live)).stdout
+    done = tmp_path / "export.log"  # not modified for a minute: it is complete
+    done.write_bytes(b"<14>1 - h a - - - line 2\n<14>1 - h a - - - line 3")
+    minute_ago = time.time() - 60
+    os.utime(done, (minute_ago, minute_ago))
+    assert "2 imported" in run_import(dsn, str(done)).stdout
+    assert messages(dsn) == ["line 0", "line 1", "line 2", "line 3"]

@@ -17,7 +17,7 @@ import logging
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 import psycopg
@@ -41,6 +41,8 @@ GIN_PENDING_LIST = "32MB"
 # groups together with their position, and the next import reads those lines again.
 # Standard input cannot be read again, so its groups wait as serve's batches do.
 _NO_COMMIT_WAIT = "SET LOCAL synchronous_commit = off"
+# A plain file not modified for this long is no longer being written.
+SETTLED = timedelta(seconds=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,11 +129,13 @@ class Importer:
             await ledger.unlock(self.conn, identity)
 
     async def import_all(self, opened: OpenFile, stop: asyncio.Event) -> None:
-        """Read the file to its end (an unterminated last line included), group by group."""
+        """Read the file to its end, group by group; an unterminated last line too, unless
+        the file may still be written (see :func:`is_settled`)."""
         self.progress.start(opened.source.name, opened.source.disk_size)
+        final = is_settled(opened.source, datetime.now(UTC))
         try:
             while not stop.is_set():
-                group = opened.reader.group(self.settings.batch_rows, final=True)
+                group = opened.reader.group(self.settings.batch_rows, final=final)
                 if group is None:
                     break
                 await self.submit(opened, group)
@@ -252,6 +256,13 @@ class Importer:
             await copy_unrouted(conn, records, error)
         self.unrouted += len(records)
         log.warning("a line refused by syslog.messages is kept in syslog.unrouted: %s", error)
+
+
+def is_settled(source: Source, now: datetime) -> bool:
+    """Whether the file is done with: compressed, standard input (it has ended), or not
+    modified for SETTLED. Then its last line counts even without a line feed; in a file
+    written just now it may be a line half written, and waits for the next import."""
+    return source.mtime is None or source.compressed or now - source.mtime >= SETTLED
 
 
 def resume(source: Source, known: KnownFile | None, max_line: int) -> OpenFile:
