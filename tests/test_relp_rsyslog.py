@@ -21,6 +21,7 @@ from system_packages import missing_reason
 
 from helpers import ServerProcess, free_port, query
 from pg15 import Pg15
+from pki import Pki
 
 pytest_plugins = ["faultfixtures"]
 
@@ -35,6 +36,16 @@ global(workDirectory="{work}")
 module(load="imfile")
 input(type="imfile" file="{lines}" tag="numbered")
 include(file="{snippet}")
+"""
+
+
+# omrelp over TLS (librelp's GnuTLS driver offers no certificate-based cipher suite
+# without a certificate of its own, so the client shows one).
+OMRELP_TLS = """
+module(load="omrelp")
+action(type="omrelp" target="localhost" port="{port}" tls="on" tls.caCert="{ca}"
+       tls.authMode="name" tls.permittedPeer="localhost" tls.myCert="{cert}"
+       tls.myPrivKey="{key}" template="RSYSLOG_SyslogProtocol23Format")
 """
 
 
@@ -148,6 +159,22 @@ def test_sigkill_in_the_middle_loses_nothing(serve: Callable[..., ServerProcess]
           f"{duplicates} stored twice (committed, not yet acknowledged at the kill)")
     # what cannot be a duplicate of the kill: lines sent after it went in once
     assert all(counts[i] == 1 for i in range(4 * CHUNK, TOTAL)), duplicates
+
+
+def test_omrelp_over_tls(serve: Callable[..., ServerProcess], dsn: str,
+                        rsyslog: Callable[[int], Rsyslog], pki: Pki) -> None:
+    port = free_port()
+    serve("--relp-tls", f"127.0.0.1:{port}", "--tls-cert", str(pki.server.cert),
+          "--tls-key", str(pki.server.key))
+    sender = rsyslog(port)
+    snippet = next(sender.work.glob("90-*.conf"))
+    snippet.write_text(OMRELP_TLS.format(port=port, ca=pki.ca.cert, cert=pki.client.cert,
+                                         key=pki.client.key))
+    sender.stop()
+    sender.start()  # with the TLS action instead of the shipped one
+    sender.append(0, CHUNK)
+    counts = wait_for_lines(dsn, CHUNK, timeout=60)
+    assert losses_and_duplicates(counts, CHUNK) == ([], 0), sender.stop()[-2000:]
 
 
 def test_database_stopped_for_10s_loses_nothing(pg: Pg15,
