@@ -9,9 +9,10 @@ import psycopg
 
 from helpers import query
 from pgsyslog.alerts import store
-from pgsyslog.alerts.counting import count, count_statement
+from pgsyslog.alerts.counting import count, count_statement, summarize_new_ranges
 from pgsyslog.alerts.engine import ALERTS_LOCK, evaluate_all
 from pgsyslog.alerts.evaluate import AlertState, decide
+from pgsyslog.alerts.notify import targets
 from pgsyslog.alerts.payload import alertmanager_json, notification_json, search_link
 from pgsyslog.alerts.rules import AlertRule, parse_rules
 from pgsyslog.storage import database
@@ -132,6 +133,18 @@ def test_count_groups_in_one_statement(dsn: str) -> None:
         assert count(conn, rule(threshold=1, severity="err"), now) == {"": 4}
 
 
+def test_words_are_matched_on_the_windows_rows_as_search_matches_them(dsn: str) -> None:
+    insert(dsn, [record("upstream timed out", host="web1"), record("timed out", host="web2"),
+                 record("timeout", host="web2"), record("out of time", host="web3"),
+                 record("timed out", host="web4", app="haproxy")])
+    now = datetime.now(UTC)
+    with database.connect(dsn) as conn:
+        assert count(conn, rule(threshold=1, query='"timed out"', app="nginx",
+                                group_by="host"), now) == {"web1": 1, "web2": 1}
+        assert count(conn, rule(threshold=1, query="timed -upstream"), now) == {"": 2}
+        assert count(conn, rule(threshold=1, query="haproxy"), now) == {"": 1}  # app_name too
+
+
 def test_a_round_writes_state_with_its_history_and_claims_each_notification_once(
         dsn: str) -> None:
     rules = parse_rules([{"name": "errors", "window": "5m", "threshold": 2,
@@ -164,11 +177,15 @@ def test_a_receiver_without_the_lock_skips_the_round(dsn: str) -> None:
     assert query(dsn, "SELECT count(*) FROM syslog.alert_state") == [(0,)]
 
 
-def test_the_state_of_a_rule_no_longer_configured_is_forgotten(dsn: str) -> None:
-    evaluate_all(dsn, parse_rules([{"name": "old", "window": "5m", "below": 1}]), 30.0)
-    assert query(dsn, "SELECT rule FROM syslog.alert_state") == [("old",)]
+def test_the_state_of_a_rule_no_longer_configured_is_left_alone(dsn: str) -> None:
+    """A receiver still configured the old way keeps its alert: a rolling change of the
+    configuration must not make it fire (and notify) again."""
+    old = parse_rules([{"name": "old", "window": "5m", "below": 1}])
+    evaluate_all(dsn, old, 30.0)
     evaluate_all(dsn, parse_rules([{"name": "new", "window": "5m", "below": 1}]), 30.0)
-    assert query(dsn, "SELECT rule FROM syslog.alert_state") == [("new",)]
+    assert query(dsn, "SELECT rule FROM syslog.alert_state ORDER BY rule") == [
+        ("new",), ("old",)]
+    evaluate_all(dsn, old, 30.0, now=datetime.now(UTC) + timedelta(seconds=20))
     assert query(dsn, "SELECT rule FROM syslog.alert_history ORDER BY id") == [
         ("old",), ("new",)]
 
@@ -179,3 +196,36 @@ def test_rows_outside_the_window_do_not_count(dsn: str) -> None:
                  record("e", severity=3, when=now - timedelta(minutes=4))])
     with database.connect(dsn) as conn:
         assert count(conn, rule(threshold=1), now) == {"": 1}
+
+
+def test_a_firing_alert_is_sent_to_alertmanager_again_each_minute_and_to_json_once(
+        dsn: str) -> None:
+    rules = parse_rules([
+        {"name": "am", "window": "5m", "below": 1,
+         "notify": ["http://hook.example/x", {"url": "http://am.example:9093",
+                                              "format": "alertmanager"}]},
+        {"name": "json only", "window": "5m", "below": 1, "notify": ["http://hook.example/"]}])
+    first = evaluate_all(dsn, rules, 30.0)
+    assert sorted(s.rule for s in first.owed) == ["am", "json only"]
+    with database.connect(dsn, autocommit=True) as conn:
+        for owed in first.owed:
+            store.mark_notified(conn, owed, datetime.now(UTC))
+        conn.execute("UPDATE syslog.alert_state SET notified_at = now() - interval '61 s'")
+    (again,) = evaluate_all(dsn, rules, 30.0).owed
+    assert (again.rule, again.status, again.owed) == ("am", "firing", False)
+    assert [t.format for t in targets(rules[0], again)] == ["alertmanager"]
+    assert [t.format for t in targets(rules[0], first.owed[0])] == ["json", "alertmanager"]
+
+
+def test_a_round_summarizes_the_brin_ranges_of_new_pages(dsn: str) -> None:
+    """Without it a window's rows sit in unsummarized BRIN ranges until a VACUUM, and a
+    count reads every such page (bench/alerts.py)."""
+    with database.connect(dsn, autocommit=True) as conn:
+        conn.execute("""
+            INSERT INTO syslog.messages (received_at, facility, severity, message, format,
+                                         transport)
+            SELECT now(), 1, 6, repeat('x', 200) || i, 'raw', 'tcp'
+            FROM generate_series(1, 20000) AS i""")
+        now = datetime.now(UTC)
+        assert summarize_new_ranges(conn, now, 300.0) > 0
+        assert summarize_new_ranges(conn, now, 300.0) == 0  # nothing new since

@@ -33,12 +33,14 @@ class Hook:
     received: list[tuple[str, Any]] = field(default_factory=list)
     port: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    delay: float = 0.0  # seconds before each answer
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.json()
         with self.lock:
             self.received.append((request.path, body))
             status = self.statuses.pop(0) if self.statuses else 200
+        await asyncio.sleep(self.delay)
         return web.Response(status=status, text="ok")
 
     def bodies(self, path: str = "/hook") -> list[Any]:
@@ -56,7 +58,7 @@ def hook() -> Iterator[Hook]:
     started = threading.Event()
     app = web.Application()
     app.router.add_post("/{tail:.*}", hook.handle)
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, shutdown_timeout=1.0)
 
     async def start() -> None:
         await runner.setup()
@@ -218,6 +220,19 @@ def test_a_target_answering_500_is_retried_and_every_attempt_is_recorded(
     assert [b["status"] for b in hook.bodies()][:3] == ["firing"] * 3
     notified = query(dsn, "SELECT notified_status FROM syslog.alert_state")
     assert notified == [("firing",)] or notified == [("resolved",)]
+
+
+def test_a_target_that_hangs_does_not_hold_up_ingestion(
+        serve: Callable[..., ServerProcess], hook: Hook, dsn: str, tmp_path: Path) -> None:
+    hook.delay = 60.0  # past the attempt's timeout (10 s)
+    server = serve("--config", write_config(tmp_path, web_errors_rule(hook.url())))
+    nginx_errors(server.port("tcp"), "web1")
+    assert wait_for(lambda: len(hook.bodies()) == 1), server.log
+    # While the notification waits for its answer, messages are received and stored.
+    for i in range(5):
+        send_tcp(server.port("tcp"), f"<14>Dec  2 05:00:00 web2 app: still here {i}\n".encode())
+    assert wait_for_rows(dsn, 30, timeout=10) == 30
+    assert query(dsn, "SELECT notified_status FROM syslog.alert_state") == [(None,)]
 
 
 def test_alertmanager_targets_get_the_v2_alerts_format(

@@ -5,6 +5,10 @@ Of several receivers on one database only the one holding the lock evaluates; th
 skip that round. A rule evaluated less than half an interval ago (by another receiver)
 is skipped too, so that each rule is evaluated about once per alert_interval however
 many receivers share the database.
+
+The state of a rule that is no longer configured is left alone (list, API and metrics
+show configured rules only): two receivers configured differently for a while, during a
+rolling change, must not undo each other's alerts and notify them again.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import psycopg
 
 from pgsyslog.alerts import counting, store
 from pgsyslog.alerts.evaluate import AlertState, Decision, decide
+from pgsyslog.alerts.notify import DELIVERY_SECONDS
 from pgsyslog.alerts.rules import AlertRule
 from pgsyslog.storage import database
 
@@ -29,8 +34,12 @@ log = logging.getLogger(__name__)
 # Next to storage.locks' keys ("pgsyslog" in ASCII plus a purpose number): 3 is alerts.
 ALERTS_LOCK = 0x7067_7379_736C_6F00 + 3
 # Seconds a receiver holds an owed notification while it delivers it: every attempt
-# with its timeout and backoff fits (notify.py), so only a receiver that died lets it go.
-CLAIM_SECONDS = 120.0
+# with its timeout and backoff fits twice (notify.py), so only a receiver that died (or
+# stopped mid-delivery) lets it go to another.
+CLAIM_SECONDS = 2 * DELIVERY_SECONDS
+# A firing alert is posted to Alertmanager again this often: Alertmanager resolves an
+# alert by itself once resolve_timeout (5 minutes by default) passes without it.
+RESEND_SECONDS = 60.0
 # Every statement of a round waits and runs at most this long, so a round always ends.
 STATEMENT_LIMIT_MS = 20_000
 
@@ -83,18 +92,22 @@ def run_round(conn: Connection, rules: Sequence[AlertRule], interval: float,
               now: datetime) -> RoundResult:
     """One round on a connection that holds the lock (autocommit)."""
     names = [r.name for r in rules]
-    store.forget_rules(conn, names)
+    if rules:
+        counting.summarize_new_ranges(conn, now, max(r.window for r in rules))
     states = store.load_states(conn, names)
     result = RoundResult(ran=True)
+    decisions: list[Decision] = []
     for rule in rules:
         previous = states.get(rule.name, {})
         if _recent(previous, now, interval):
             continue
-        decisions = evaluate_rule(conn, rule, previous, now)
-        store.write_decisions(conn, decisions)
+        decided = evaluate_rule(conn, rule, previous, now)
+        decisions += decided
         result.evaluated.append(rule.name)
-        result.changes += [d.state for d in decisions if d.changed]
-    result.owed = store.claim_owed(conn, names, now, CLAIM_SECONDS)
+        result.changes += [d.state for d in decided if d.changed]
+    store.write_decisions(conn, decisions)
+    resend = [r.name for r in rules if any(t.format == "alertmanager" for t in r.notify)]
+    result.owed = store.claim_owed(conn, names, now, CLAIM_SECONDS, resend, RESEND_SECONDS)
     return result
 
 

@@ -1,13 +1,13 @@
 """Notifications: an HTTP POST per target, retried with backoff, each attempt recorded.
 
-Deliveries run as their own asyncio tasks, apart from evaluation and from ingestion:
-a target that hangs or fails costs only its task. Every attempt has a timeout
+Deliveries run as their own asyncio tasks, apart from evaluation and from ingestion: a
+target that hangs or fails costs only its task (tests/test_alerts_serve.py::
+test_a_target_that_hangs_does_not_hold_up_ingestion). Every attempt has a timeout
 (ATTEMPT_TIMEOUT); a failed one is retried after BACKOFF_FIRST, doubling up to
-BACKOFF_MAX, ATTEMPTS times in all; then the notification is given up. At most
-MAX_DELIVERIES are in flight; one over that stays owed and claimed, and is taken up again
-when its claim ends (tests/test_alerts_serve.py::test_a_target_answering_500_is_retried_
-and_every_attempt_is_recorded).
-"""
+BACKOFF_MAX, ATTEMPTS times in all; then the notification is given up
+(tests/test_alerts_serve.py::test_a_target_answering_500_is_retried_and_every_attempt_is_recorded).
+At most MAX_DELIVERIES are in flight; one over that stays owed and claimed, and is taken
+up again when its claim ends."""
 
 from __future__ import annotations
 
@@ -31,6 +31,9 @@ ATTEMPT_TIMEOUT = 10.0  # seconds for one POST, connecting included
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 16.0
 MAX_DELIVERIES = 100
+# The longest one delivery takes: its targets are tried at once, each ATTEMPTS times.
+DELIVERY_SECONDS = ATTEMPTS * ATTEMPT_TIMEOUT + sum(
+    min(BACKOFF_FIRST * 2**n, BACKOFF_MAX) for n in range(ATTEMPTS - 1))
 MAX_ERROR = 300  # characters of an error kept in alert_notifications
 USER_AGENT = "pgsyslog-alerts"
 
@@ -82,13 +85,15 @@ class Notifier:
             timeout = aiohttp.ClientTimeout(total=ATTEMPT_TIMEOUT)
             async with aiohttp.ClientSession(timeout=timeout,
                                              headers={"User-Agent": USER_AGENT}) as session:
-                for target in rule.notify:
-                    await self._send(session, rule, state, target)
+                await asyncio.gather(*(self._send(session, rule, state, target)
+                                       for target in targets(rule, state)))
             await self._in_database(store.mark_notified, state, datetime.now(UTC))
         except psycopg.Error as e:
             # Left claimed; once the claim ends the next round owes it again.
             log.warning("alert %r: could not record its notification (%s); it is sent "
                         "again later", rule.name, " ".join(str(e).split()))
+        except Exception:  # a bug must not end as an unretrieved task exception
+            log.exception("alert %r: notification failed; it is sent again later", rule.name)
 
     async def _send(self, session: aiohttp.ClientSession, rule: AlertRule,
                     state: AlertState, target: NotifyTarget) -> bool:
@@ -113,6 +118,13 @@ class Notifier:
                 write(conn, *args)
 
         await asyncio.to_thread(run)
+
+
+def targets(rule: AlertRule, state: AlertState) -> tuple[NotifyTarget, ...]:
+    """Every target for a change; only Alertmanager ones for a firing alert sent again."""
+    if state.owed:
+        return rule.notify
+    return tuple(t for t in rule.notify if t.format == "alertmanager")
 
 
 async def post(session: aiohttp.ClientSession, url: str, data: bytes

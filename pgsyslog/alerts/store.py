@@ -71,36 +71,36 @@ def _params(state: AlertState) -> dict[str, Any]:
 
 
 def write_decisions(conn: Connection, decisions: Sequence[Decision]) -> None:
-    """New states and, for each change, its history row: one transaction.
+    """New states and, for each change, its history row: one transaction (a round's, so
+    that 50 rules cost one commit, not 50).
 
     notified_status is set only when a row is created; afterwards only the sender
     changes it (mark_notified)."""
+    states = [_params(d.state) for d in decisions]
+    changes = [_params(d.state) for d in decisions if d.changed]
     with conn.transaction(), conn.cursor() as cur:
-        for decision in decisions:
-            params = _params(decision.state)
-            cur.execute(_UPSERT, params)
-            if decision.changed:
-                cur.execute(_HISTORY, params)
+        if states:
+            cur.executemany(_UPSERT, states)
+        if changes:
+            cur.executemany(_HISTORY, changes)
 
 
-def forget_rules(conn: Connection, configured: Sequence[str]) -> int:
-    """Drop the state of rules no longer configured (their history stays)."""
-    cur = conn.execute("DELETE FROM syslog.alert_state WHERE NOT rule = ANY(%s)",
-                       (list(configured),))
-    return cur.rowcount
-
-
-def claim_owed(conn: Connection, rules: Sequence[str], now: datetime, hold: float
-               ) -> list[AlertState]:
+def claim_owed(conn: Connection, rules: Sequence[str], now: datetime, hold: float,
+               resend: Sequence[str] = (), resend_after: float = 60.0) -> list[AlertState]:
     """The owed notifications of these rules that nobody is sending, claimed for ``hold``
-    seconds."""
+    seconds; and, of the ``resend`` rules, firing alerts last notified more than
+    ``resend_after`` seconds ago (Alertmanager forgets an alert that is not sent again)."""
     sql = f"""
         UPDATE syslog.alert_state SET claimed_until = %(until)s
-        WHERE rule = ANY(%(rules)s) AND status IS DISTINCT FROM notified_status
+        WHERE rule = ANY(%(rules)s)
           AND (claimed_until IS NULL OR claimed_until < %(now)s)
+          AND (status IS DISTINCT FROM notified_status
+               OR (rule = ANY(%(resend)s) AND status = 'firing'
+                   AND notified_status = 'firing' AND notified_at < %(stale)s))
         RETURNING {_STATE_COLUMNS}
     """
-    params = {"until": now + timedelta(seconds=hold), "rules": list(rules), "now": now}
+    params = {"until": now + timedelta(seconds=hold), "rules": list(rules), "now": now,
+              "resend": list(resend), "stale": now - timedelta(seconds=resend_after)}
     with conn.cursor(row_factory=dict_row) as cur:
         return [_state(row) for row in cur.execute(sql, params)]
 
