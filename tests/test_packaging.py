@@ -283,6 +283,8 @@ def test_not_root_without_root_prefix_is_one_line() -> None:
 
 BOOT_TIMEOUT = 120  # seconds for the container's systemd to finish booting
 ROWS_TIMEOUT = 60  # seconds for the two messages to be stored
+FAILED_TIMEOUT = 30  # seconds for serve to refuse a bad setting
+RESTART_SEC = 5  # the unit's RestartSec=
 # The privileged syslog port is the point (CAP_NET_BIND_SERVICE); the container has a
 # network namespace of its own, so nothing else on this machine can hold it.
 SYSLOG_PORT = 514
@@ -470,3 +472,24 @@ def test_embedded_postgresql_runs_inside_the_hardened_unit(container: Container,
         stopped.stdout + journal(container)
     assert "'received': 2," in stop_line(container)
     assert "'written': 2," in stop_line(container)
+
+
+def test_a_bad_setting_is_one_journal_line_and_no_restart(container: Container,
+                                                         installed: Installed) -> None:
+    lay_unit_in(container, installed)
+    with (container.root / "etc/pgsyslog/pgsyslog.toml").open("a") as fh:
+        fh.write("batch_rowz = 5\n")
+    container.sh(SET_UP, timeout=120)  # Type=exec: the start itself succeeds
+    deadline = time.monotonic() + FAILED_TIMEOUT
+    state = ""
+    while state != "failed" and time.monotonic() < deadline:
+        time.sleep(1)
+        state = container.sh("systemctl show -p ActiveState --value pgsyslog").stdout.strip()
+    assert state == "failed", journal(container)
+    time.sleep(RESTART_SEC + 2)  # when a restart would have come
+    shown = container.sh("systemctl show -p ActiveState -p NRestarts -p ExecMainStatus pgsyslog")
+    assert set(shown.stdout.split()) == {"ActiveState=failed", "NRestarts=0",
+                                         "ExecMainStatus=2"}, journal(container)
+    errors = [line for line in journal(container).splitlines() if "batch_rowz" in line]
+    assert errors == ["Error: config: batch_rowz: unknown setting"]
+    assert "Traceback" not in journal(container)
