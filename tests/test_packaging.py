@@ -3,9 +3,10 @@
 install.sh runs for real, twice, into a temporary root: first from a copy of this work tree
 that calls itself 0.0.1 (the full install: a venv, pip installing every dependency), then
 from the work tree (an upgrade in place). `systemd-analyze` rates and verifies the unit
-against that root. The last test boots a throw-away container (systemd-nspawn over this
-machine's /usr, with its own network namespace) and runs the installed pgsyslog under the
-hardened unit with its embedded PostgreSQL, receiving on port 514.
+against that root. The last two tests boot a throw-away container (systemd-nspawn over
+this machine's /usr, with its own network namespace) and run the installed pgsyslog under
+the hardened unit: with its embedded PostgreSQL, receiving on port 514, reloaded and
+stopped; and with a bad setting, which must be one journal line and no restart loop.
 """
 
 from __future__ import annotations
