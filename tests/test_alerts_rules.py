@@ -134,3 +134,12 @@ def test_check_config_shows_the_rules_without_the_secret_of_a_webhook_url(
         "alert rule firewall silent: host=fw1, < 1 in 10m -> http://hooks.example, "
         "http://am.example:9093 (alertmanager)"]
     assert "secret-token" not in result.output
+
+
+def test_rules_from_the_environment_are_refused_in_one_line() -> None:
+    from pgsyslog.config import load_config
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, {"PGSYSLOG_ALERT": "web errors"})
+    assert str(caught.value) == ("alert: give alert rules as [[alert]] tables in the "
+                                 "configuration file")

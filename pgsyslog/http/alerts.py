@@ -9,6 +9,7 @@ so every receiver on it answers the same whichever one evaluated.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -27,6 +28,8 @@ from pgsyslog.http.context import DATABASE
 from pgsyslog.http.errors import NoDatabase
 
 ALERT_RULES = web.AppKey("alert_rules", tuple)
+# Seconds a scrape waits for the alert state; past that /metrics answers without it.
+METRICS_DB_WAIT = 2.0
 
 _STATES_SQL = """
     SELECT rule, group_key AS group, status, started_at, evaluated_at, last_count, samples,
@@ -83,12 +86,12 @@ async def alert_metrics(app: web.Application) -> bytes:
     if not rules:
         return b""
     try:
-        async with app[DATABASE].connection() as conn:
+        async with asyncio.timeout(METRICS_DB_WAIT), app[DATABASE].connection() as conn:
             states = await load_states(conn, rules)
             cur = await conn.execute(_ATTEMPTS_SQL)
             attempts = {bool(delivered): int(n) for delivered, n in await cur.fetchall()}
-    except (NoDatabase, psycopg.Error):
-        return b""
+    except (NoDatabase, psycopg.Error, TimeoutError):
+        return b""  # the receiver's own metrics matter most while the database is away
     registry = CollectorRegistry(auto_describe=False)
     registry.register(AlertCollector(states, attempts))
     return generate_latest(registry)
