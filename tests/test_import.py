@@ -14,7 +14,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from helpers import query
+from pg15 import Pg15
 from pgsyslog.importer.progress import progress_line
+
+pytest_plugins = ["faultfixtures"]
 
 UNREACHABLE_DSN = "host=/nonexistent-socket-dir dbname=none connect_timeout=1"
 NOW = datetime.now(UTC)
@@ -333,3 +336,14 @@ def test_an_unterminated_last_line_waits_while_the_file_is_being_written(
     os.utime(done, (minute_ago, minute_ago))
     assert "2 imported" in run_import(dsn, str(done)).stdout
     assert messages(dsn) == ["line 0", "line 1", "line 2", "line 3"]
+
+
+def test_what_an_import_reported_done_survives_a_server_crash_at_once(
+        pg: Pg15, tmp_path: Path) -> None:
+    log = tmp_path / "syslog"
+    log.write_text(numbered(20_000))
+    result = run_import(pg.dsn, "--quiet", str(log))
+    assert result.returncode == 0 and "20,000 imported" in result.stdout, result.stderr
+    pg.kill9()  # the groups committed without waiting for their WAL flush
+    pg.start()
+    assert_each_line_once(pg.dsn, 20_000)

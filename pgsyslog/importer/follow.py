@@ -85,6 +85,8 @@ class Follower:
                     await self._pause(POLL_INTERVAL)
         finally:
             for item in followed:
+                with contextlib.suppress(psycopg.Error, OSError):  # the database is away
+                    await self.importer.release(item.opened)
                 item.opened.source.close()
                 done.append(item.opened)
 

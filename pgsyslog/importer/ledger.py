@@ -68,6 +68,11 @@ async def unlock(conn: AsyncConnection, identity: FileIdentity) -> None:
     await conn.execute(_UNLOCK, _lock_key(identity))
 
 
+async def touch(conn: AsyncConnection, file_id: int) -> None:
+    await conn.execute("UPDATE syslog.imported_files SET updated_at = now() WHERE id = %s",
+                       (file_id,))
+
+
 class ConcurrentImport(Exception):
     """Another import moved this file's position meanwhile; the message is one line."""
 

@@ -39,7 +39,9 @@ log = logging.getLogger(__name__)
 GIN_PENDING_LIST = "32MB"
 # A file's group need not wait for its WAL flush: a server crash can only lose whole
 # groups together with their position, and the next import reads those lines again.
-# Standard input cannot be read again, so its groups wait as serve's batches do.
+# When done with a file, one synchronous commit makes them all durable (release), so an
+# import that says it is done is; standard input cannot be read again, so its groups
+# wait for the flush as serve's batches do.
 _NO_COMMIT_WAIT = "SET LOCAL synchronous_commit = off"
 # A plain file not modified for this long is no longer being written.
 SETTLED = timedelta(seconds=10)
@@ -123,10 +125,15 @@ class Importer:
                       self.settings.max_line)
 
     async def release(self, opened: OpenFile) -> None:
-        """Let other imports read this file (it is done with here)."""
+        """Done with this file: make its groups durable, let other imports read it."""
         identity = opened.source.identity
-        if identity is not None and self._conn is not None and not self._conn.broken:
-            await ledger.unlock(self.conn, identity)
+        if identity is None or self._conn is None or self._conn.broken:
+            return
+        if opened.state.id is not None:
+            # A synchronous commit flushes the WAL of the groups committed before it.
+            async with self.conn.transaction():
+                await ledger.touch(self.conn, opened.state.id)
+        await ledger.unlock(self.conn, identity)
 
     async def import_all(self, opened: OpenFile, stop: asyncio.Event) -> None:
         """Read the file to its end, group by group; an unterminated last line too, unless
