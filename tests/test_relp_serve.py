@@ -7,13 +7,20 @@ import re
 import signal
 import socket
 import ssl
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
+from faultkit import wait_for_received
+from faultproxy import FaultProxy
 from helpers import ServerProcess, query
+from pg15 import Pg15
 from pgsyslog.receiver.relp_frames import RelpDecoder, RelpFrame, frame, next_txnr
 from pki import Pki
+
+pytest_plugins = ["faultfixtures"]
 
 OFFERS = b"relp_version=0\nrelp_software=test,1\ncommands=syslog"
 
@@ -129,6 +136,44 @@ def test_a_stop_answers_what_it_stored_then_sends_serverclose(
     assert server.stop() == 0
     # what was acknowledged is stored; the rest its client sends again
     assert stored(dsn, "at stop %") >= len(acknowledged)
+
+
+def read_to_the_end(client: RelpClient) -> list[RelpFrame]:
+    answers: list[RelpFrame] = []
+    with pytest.raises(EOFError):
+        while True:
+            answers.append(client.read())
+    return answers
+
+
+def test_a_stop_with_the_database_hung_spools_then_acknowledges(
+        connect: Connect, pg: Pg15, proxy: FaultProxy,
+        servers: Callable[..., ServerProcess], tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    server = servers(proxy.dsn(pg.dsn), data_dir, "--relp", "127.0.0.1:0",
+                     "--shutdown-timeout", "3", "--db-statement-timeout", "60")
+    client = connect(relp_port(server))
+    client.open()
+    first = client.send(b"syslog", b"<14>1 - h app - - - before the hang")
+    assert client.read() == RelpFrame(first, "rsp", b"200 OK")
+    proxy.hang()  # the writers wait for a database that answers nothing
+    window = [client.send(b"syslog", b"<14>1 - h app - - - in the hang %d" % i)
+              for i in range(200)]
+    wait_for_received(server, 201)  # all taken: a stop leaves what it did not take unread
+    server.proc.send_signal(signal.SIGTERM)
+    answers = read_to_the_end(client)  # spooled at the stop's deadline, then answered
+    assert answers == [*(RelpFrame(t, "rsp", b"200 OK") for t in window),
+                       RelpFrame(0, "serverclose", b"")]
+    assert server.stop() == 0
+    assert "rows spooled for the next start" in server.log
+    proxy.pass_through()
+    again = servers(pg.dsn, data_dir)  # replays the spool
+    deadline = time.monotonic() + 60
+    while stored(pg.dsn, "in the hang %") < 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert again.stop() == 0
+    assert query(pg.dsn, "SELECT count(*), count(DISTINCT message) FROM syslog.messages "
+                         "WHERE message LIKE 'in the hang %'") == [(200, 200)]
 
 
 def test_a_broken_frame_ends_only_its_session(connect: Connect,
