@@ -4,7 +4,8 @@ states with their history, and claim the notifications owed.
 Of several receivers on one database only the one holding the lock evaluates; the others
 skip that round. A rule evaluated less than half an interval ago (by another receiver)
 is skipped too, so that each rule is evaluated about once per alert_interval however
-many receivers share the database.
+many receivers share the database (tests/test_alerts_evaluate.py::
+test_a_round_writes_state_with_its_history_and_claims_each_notification_once).
 
 The state of a rule that is no longer configured is left alone (list, API and metrics
 show configured rules only): two receivers configured differently for a while, during a
@@ -38,7 +39,7 @@ ALERTS_LOCK = 0x7067_7379_736C_6F00 + 3
 # stopped mid-delivery) lets it go to another.
 CLAIM_SECONDS = 2 * DELIVERY_SECONDS
 # A firing alert is posted to Alertmanager again this often: Alertmanager resolves an
-# alert by itself once resolve_timeout (5 minutes by default) passes without it.
+# alert by itself when resolve_timeout (5 minutes by default) passes without it.
 RESEND_SECONDS = 60.0
 # Every statement of a round waits and runs at most this long, so a round always ends.
 STATEMENT_LIMIT_MS = 20_000

@@ -8,7 +8,8 @@ Which groups are looked at:
 - with group_by and ``below``, a group can only be missed if it is known: the groups
   seen in the previous evaluations (their alert_state rows) and those matching now. A
   known group that counts under ``below`` fires; one never seen cannot (documented in
-  the README's Alerts section).
+  the README's Alerts section; tests/test_alerts_evaluate.py::
+  test_below_with_group_by_fires_for_known_groups_that_went_quiet).
 
 A notification is owed while ``status != notified_status``; a group seen for the first
 time while resolved owes nothing (tests/test_alerts_evaluate.py).

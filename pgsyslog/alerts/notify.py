@@ -31,7 +31,7 @@ ATTEMPT_TIMEOUT = 10.0  # seconds for one POST, connecting included
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 16.0
 MAX_DELIVERIES = 100
-# The longest one delivery takes: its targets are tried at once, each ATTEMPTS times.
+# The longest one delivery takes: its targets are tried at the same time, each ATTEMPTS times.
 DELIVERY_SECONDS = ATTEMPTS * ATTEMPT_TIMEOUT + sum(
     min(BACKOFF_FIRST * 2**n, BACKOFF_MAX) for n in range(ATTEMPTS - 1))
 MAX_ERROR = 300  # characters of an error kept in alert_notifications
@@ -46,7 +46,7 @@ def describe(error: BaseException) -> str:
 
 
 class Notifier:
-    """Delivers owed notifications; ``dispatch`` returns at once."""
+    """Delivers owed notifications; ``dispatch`` does not wait for them."""
 
     def __init__(self, dsn: str, rules: Sequence[AlertRule], link_base: str | None, *,
                  backoff_first: float = BACKOFF_FIRST) -> None:
@@ -89,7 +89,7 @@ class Notifier:
                                        for target in targets(rule, state)))
             await self._in_database(store.mark_notified, state, datetime.now(UTC))
         except psycopg.Error as e:
-            # Left claimed; once the claim ends the next round owes it again.
+            # Left claimed; when the claim ends the next round owes it again.
             log.warning("alert %r: could not record its notification (%s); it is sent "
                         "again later", rule.name, " ".join(str(e).split()))
         except Exception:  # a bug must not end as an unretrieved task exception

@@ -8,7 +8,7 @@ The JSON format::
 
 The Alertmanager format is the body of ``POST /api/v2/alerts`` (Alertmanager's
 api/v2/openapi.yaml, ``postableAlerts``): a list of one alert with string labels and
-annotations, ``startsAt``, ``endsAt`` once resolved, and ``generatorURL``.
+annotations, ``startsAt``, ``endsAt`` when resolved, and ``generatorURL``.
 """
 
 from __future__ import annotations

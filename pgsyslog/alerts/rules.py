@@ -1,4 +1,4 @@
-"""Alert rules: the ``[[alert]]`` tables of the configuration, read and checked once.
+"""Alert rules: the ``[[alert]]`` tables of the configuration, read and checked at load.
 
 A rule is a search (``query`` and any of search's filters: host, app, severity, facility,
 procid, msgid, source, peer; parsed by search's own parser) counted over the last

@@ -1,10 +1,11 @@
 """syslog.alert_state, alert_history and alert_notifications: reads and writes.
 
 A round's state changes and their history rows are written in one transaction, so that
-the history never misses or doubles a change. An owed notification (status !=
-notified_status) is claimed (claimed_until) by the receiver that sends it, so that two
-receivers on one database never both send it (tests/test_alerts_serve.py::
-test_two_receivers_on_one_database_send_each_notification_once).
+the history never misses or doubles a change (tests/test_alerts_evaluate.py::
+test_a_round_writes_state_with_its_history_and_claims_each_notification_once). An owed
+notification (status != notified_status) is claimed (claimed_until) by the receiver
+that sends it, so that two receivers on one database never both send it
+(tests/test_alerts_serve.py::test_two_receivers_on_one_database_send_each_notification_once).
 """
 
 from __future__ import annotations
