@@ -101,9 +101,10 @@ class RelpSessions:
         while self.open and time.monotonic() < until:
             await asyncio.sleep(0.02)
         for session in list(self.open):
-            log.warning("relp session from %s still waiting for %d responses at the end of "
-                        "the stop: closing it (its client sends them again)", session.peer,
-                        len(session.replies))
+            if session.replies:
+                log.warning("relp session from %s still waits for %d responses at the end "
+                            "of the stop: closing it (its client sends them again)",
+                            session.peer, len(session.replies))
             session.abort()
 
 
