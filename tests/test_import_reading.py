@@ -108,7 +108,7 @@ def test_an_endless_line_is_cut_and_memory_bounded() -> None:
     total = 50 * 1024 * 1024
     reader = LineReader(io.BufferedReader(Endless(total)), 0, max_length=1000)
     group = reader.group(10, final=False)
-    assert group is not None and group.lines == [b"x" * 1000] and group.end == total + 1
+    assert group is not None and group.lines == [b"x" * 1001] and group.end == total + 1
     assert reader.cut == 1 and len(reader._tail) == 0
     assert reader.group(10, final=True) is None
 
@@ -118,7 +118,16 @@ def test_offsets_count_the_cut_bytes() -> None:
     reader = LineReader(io.BytesIO(data), 0, max_length=100)
     group = reader.group(10, final=True)
     assert group is not None
-    assert [len(line) for line in group.lines] == [5, 100, 5]
+    assert [len(line) for line in group.lines] == [5, 101, 5]
     assert group.end == data.index(b"end")
     last = reader.group(10, final=True)
     assert last is not None and (last.lines, last.end) == ([b"end"], len(data))
+
+
+def test_a_line_over_the_limit_is_cut_and_marked_as_serve_does() -> None:
+    options = LineOptions(MODIFIED, MODIFIED, ZoneInfo("UTC"), max_line=40)
+    exact, over = convert([b"<14>1 - h a - - - " + b"e" * 22, b"<14>1 - h a - - - " + b"o" * 23],
+                          options).records
+    assert exact.parse_error is None and len(exact.message) == 22
+    assert over.parse_error == "message truncated to max_frame_length (40 bytes)"
+    assert over.message == "o" * 22

@@ -30,6 +30,7 @@ class LineOptions:
     default_tz: tzinfo
     host: str | None = None  # hostname of lines that carry none
     retention_days: int = 0  # 0 keeps everything
+    max_line: int = 64 * 1024  # max_frame_length: a longer line is cut and marked
 
     def context(self) -> ParseContext:
         return ParseContext(received_at=self.reference, default_tz=self.default_tz,
@@ -72,10 +73,16 @@ def convert(lines: Sequence[bytes], options: LineOptions) -> Converted:
     tally = out.tally
     keep = out.records.append
     for line in lines:
+        cut = len(line) > options.max_line
+        if cut:
+            line = line[: options.max_line]
         record = parse_message(line, ctx)
         if record is None:
             tally.blank += 1
             continue
+        if cut:
+            record.add_error(f"message truncated to max_frame_length ({options.max_line} "
+                             "bytes)", line)
         stated = record.event_time
         if stated is not None and stated <= latest:
             record.received_at = stated

@@ -221,7 +221,8 @@ class Importer:
         now = datetime.now(UTC)
         return LineOptions(reference=source.mtime or now, now=now,
                            default_tz=self.settings.default_tz, host=self.settings.host,
-                           retention_days=self.settings.retention_days)
+                           retention_days=self.settings.retention_days,
+                           max_line=self.settings.max_line)
 
     def _note(self, tally: Tally) -> None:
         if tally.too_old and not self._warned_too_old:

@@ -149,8 +149,8 @@ class LineGroup:
 class LineReader:
     """Complete lines of a stream in groups, each with the offset reached after it.
 
-    A line longer than ``max_length`` is cut to that length, as serve cuts a frame; the
-    rest of it is skipped, so that a file without line feeds takes no more memory than a
+    A line longer than ``max_length`` is cut (see _cut), as serve cuts a frame; the rest
+    of it is skipped, so that a file without line feeds takes no more memory than a
     read and a line (test_import_reading.py::test_an_endless_line_is_cut_and_memory_bounded).
     """
 
@@ -198,11 +198,13 @@ class LineReader:
         return True
 
     def _cut(self, lines: list[bytes]) -> list[bytes]:
+        """Lines over max_length cut to one byte more, so that the parsing step can tell
+        them from lines of exactly max_length (it cuts and marks them, as serve does)."""
         limit = self.max_length
         if max(map(len, lines)) <= limit:
             return lines
         self.cut += sum(1 for line in lines if len(line) > limit)
-        return [line[:limit] for line in lines]
+        return [line[: limit + 1] for line in lines]
 
     def _last_line(self) -> LineGroup | None:
         if not self._tail_length:
