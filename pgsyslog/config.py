@@ -307,13 +307,21 @@ def _whole(minimum: int, maximum: int) -> Callable[[Any], int]:
     return convert
 
 
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)", re.IGNORECASE)
+_DURATION_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
 def _seconds(value: Any, *, zero_allowed: bool = False) -> float:
+    """A number of seconds, or a duration with its unit: ``30s``, ``5m``, ``2h``, ``1d``."""
     if isinstance(value, bool):
         raise ValueError(f"expected a number of seconds, got {value!r}")
+    match = _DURATION_RE.fullmatch(value.strip()) if isinstance(value, str) else None
     try:
-        number = float(value)
+        number = (float(match.group(1)) * _DURATION_UNIT_S[match.group(2).lower()] if match
+                  else float(value))
     except (TypeError, ValueError):
-        raise ValueError(f"expected a number of seconds, got {value!r}") from None
+        raise ValueError(f"expected a number of seconds or a duration such as 30s or 5m, "
+                         f"got {value!r}") from None
     if not math.isfinite(number):
         raise ValueError(f"expected a finite number of seconds, got {value!r}")
     if number < 0 or (number == 0 and not zero_allowed):

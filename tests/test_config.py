@@ -139,6 +139,23 @@ def test_seconds_settings_refuse_nan_infinity_and_more_than_a_day(key: str, valu
     assert info.value.key == key
 
 
+@pytest.mark.parametrize(("text", "seconds"), [("30s", 30.0), ("5m", 300.0), ("1.5h", 5400.0),
+                                               ("1d", 86400.0), (" 2M ", 120.0), ("45", 45.0)])
+def test_seconds_settings_take_a_duration_with_its_unit(text: str, seconds: float,
+                                                        tmp_path: Path) -> None:
+    toml = tmp_path / "durations.toml"
+    toml.write_text(f'alert_interval = "{text}"\nshutdown_timeout = "{text}"\n')
+    config = load_config(toml, {})
+    assert (config.alert_interval, config.shutdown_timeout) == (seconds, seconds)
+
+
+@pytest.mark.parametrize("value", ["30x", "5 minutes", "m5", "2d"])
+def test_a_duration_that_means_nothing_or_more_than_a_day_is_refused(value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, {}, {"alert_interval": value})
+    assert info.value.key == "alert_interval"
+
+
 @pytest.mark.parametrize("key", SECONDS_SETTINGS)
 def test_nan_from_a_toml_file_is_refused(key: str, tmp_path: Path) -> None:
     toml = tmp_path / "nan.toml"

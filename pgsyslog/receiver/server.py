@@ -501,6 +501,7 @@ class Receiver:
                                     max_response_bytes=self.config.http_max_response_bytes,
                                     stream_timeout=self.config.http_stream_timeout,
                                     alert_rules=self.config.alert,
+                                    retention_days=self.config.retention_days,
                                     ssl_context=https)
         except OSError as e:
             raise bind_error("http", endpoint, e) from None
