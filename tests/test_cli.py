@@ -63,7 +63,9 @@ def test_serve_without_listeners_is_a_usage_error() -> None:
 
 @pytest.mark.parametrize("command", [[], ["serve"], ["parse"], ["dsn"], ["db", "upgrade"],
                                      ["search"], ["tail"], ["stats"], ["partitions", "list"],
-                                     ["check-config"]])
+                                     ["check-config"], ["import"], ["alerts"],
+                                     ["alerts", "list"], ["alerts", "history"],
+                                     ["alerts", "test"]])
 def test_help_opens_no_database(command: list[str]) -> None:
     result = pgsyslog(*command, "--help", env={**os.environ, "PGSYSLOG_DSN": UNREACHABLE_DSN})
     assert result.returncode == 0, result.stderr
