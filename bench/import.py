@@ -7,7 +7,13 @@ database (in a temporary directory) or the one --dsn names, and prints the media
 runs. --profile runs one import in this process under cProfile and prints where the time
 goes instead.
 
+--baseline DIR takes a work tree of another commit (``git worktree add --detach DIR
+COMMIT``) and runs its import in turn with this one's (baseline, this, this, baseline,
+...: on a shared, noisy machine the two see the same load and the same database), then
+prints both medians and their ratio.
+
     python bench/import.py [--lines 500000] [--runs 3] [--dsn URL] [--profile]
+                           [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import os
 import pstats
 import random
 import statistics
@@ -54,11 +61,16 @@ def write_log(path: Path, count: int, seed: int) -> None:
                           f"{pid} - - run {seed} line {i} {words}\n")
 
 
-def import_once(dsn: str, path: Path) -> float:
-    """Seconds `pgsyslog import` took for the file (start-up of the command included)."""
+def import_once(dsn: str, path: Path, code: Path | None = None) -> float:
+    """Seconds `pgsyslog import` took for the file (start-up of the command included),
+    with the package of the work tree ``code`` when given."""
+    env = dict(os.environ)
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
     started = time.monotonic()
     subprocess.run([sys.executable, "-m", "pgsyslog", "import", "--quiet", "--dsn", dsn,
-                    "--default-tz", "UTC", str(path)], check=True, stdout=subprocess.DEVNULL)
+                    "--default-tz", "UTC", str(path)], check=True, stdout=subprocess.DEVNULL,
+                   env=env)
     return time.monotonic() - started
 
 
@@ -85,6 +97,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--dsn", help="PostgreSQL URL; default: an embedded server")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="work tree of the commit to compare with, run in turn")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pgsyslog-bench-import-") as tmp:
         embedded = None
@@ -105,20 +119,36 @@ def bench(dsn: str, tmp: Path, args: argparse.Namespace) -> None:
     from pgsyslog.storage import migrate
 
     migrate.upgrade(dsn)
-    rates = []
-    for run in range(1 if args.profile else args.runs):
-        path = tmp / f"syslog-{run}"
-        write_log(path, args.lines, seed=run)
-        if args.profile:
-            profile_once(dsn, path)
-            return
-        seconds = import_once(dsn, path)
-        rates.append(args.lines / seconds)
-        print(f"run {run + 1}: {args.lines:,} lines in {seconds:.1f} s = "
-              f"{rates[-1]:,.0f} lines/s", flush=True)
-    median = statistics.median(rates)
+    if args.profile:
+        path = tmp / "syslog-0"
+        write_log(path, args.lines, seed=0)
+        profile_once(dsn, path)
+        return
+    rates: dict[str, list[float]] = {"this": [], "baseline": []}
+    for run in range(args.runs):
+        for name in _turns(run, args.baseline is not None):
+            path = tmp / f"syslog-{name}-{run}"
+            write_log(path, args.lines, seed=2 * run + (name == "baseline"))
+            seconds = import_once(dsn, path, args.baseline if name == "baseline" else None)
+            path.unlink()
+            rates[name].append(args.lines / seconds)
+            print(f"run {run + 1} ({name}): {args.lines:,} lines in {seconds:.1f} s = "
+                  f"{rates[name][-1]:,.0f} lines/s", flush=True)
+    median = statistics.median(rates["this"])
     verdict = "met" if median >= GOAL else "NOT met"
     print(f"median: {median:,.0f} lines/s (goal >= {GOAL:,}: {verdict})")
+    if rates["baseline"]:
+        baseline = statistics.median(rates["baseline"])
+        print(f"baseline median: {baseline:,.0f} lines/s; this / baseline = "
+              f"{median / baseline:.2f}")
+
+
+def _turns(run: int, with_baseline: bool) -> tuple[str, ...]:
+    """Whose import goes first in this round: the two take turns, so that neither always
+    meets the larger indexes of the other's rows."""
+    if not with_baseline:
+        return ("this",)
+    return ("baseline", "this") if run % 2 == 0 else ("this", "baseline")
 
 
 if __name__ == "__main__":

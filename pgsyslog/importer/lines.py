@@ -10,9 +10,9 @@ time (the file's modification time; for standard input, the time of the import).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 
 from pgsyslog.receiver.parsers import parse_message
 from pgsyslog.record import ParseContext, Record
@@ -72,6 +72,7 @@ def convert(lines: Sequence[bytes], options: LineOptions) -> Converted:
     out = Converted()
     tally = out.tally
     keep = out.records.append
+    expired = _expired_days(options)
     for line in lines:
         cut = len(line) > options.max_line
         if cut:
@@ -86,8 +87,7 @@ def convert(lines: Sequence[bytes], options: LineOptions) -> Converted:
         stated = record.event_time
         if stated is not None and stated <= latest:
             record.received_at = stated
-        if options.retention_days and is_expired(record.received_at.date(), options.now,
-                                                 options.retention_days):
+        if options.retention_days and expired(record.received_at.date()):
             tally.too_old += 1
             continue
         if record.hostname is None:
@@ -97,3 +97,17 @@ def convert(lines: Sequence[bytes], options: LineOptions) -> Converted:
         keep(record)
     tally.imported = len(out.records)
     return out
+
+
+def _expired_days(options: LineOptions) -> Callable[[date], bool]:
+    """is_expired for this group's ``now``, worked out once per day (lines of a group fall
+    on a day or two)."""
+    known: dict[date, bool] = {}
+
+    def expired(day: date) -> bool:
+        verdict = known.get(day)
+        if verdict is None:
+            verdict = known[day] = is_expired(day, options.now, options.retention_days)
+        return verdict
+
+    return expired

@@ -1,12 +1,19 @@
 """The import loop: groups of lines, each stored with the file's new position.
 
 A group of ``batch_rows`` lines becomes one transaction: the records go in with the same
-binary COPY as serve (storage.copy.copy_records, batch identities in syslog.batches) and
-the file's position in syslog.imported_files moves to the end of the group. Partitions of
-the records' own days are made first, however old, with the lock-friendly code of
+binary COPY as serve (storage.copy, batch identities in syslog.batches) and the file's
+position in syslog.imported_files moves to the end of the group. Partitions of the
+records' own days are made first, however old, with the lock-friendly code of
 maintenance. A row the database refuses is split off, as the writer does, and kept in
 syslog.unrouted; a failure of the database itself leaves this module (nothing of the
-group was committed).
+group was committed, nor of the group after it).
+
+Two groups are in flight on two connections: while group k registers its batch, moves
+the position and commits, group k+1 is COPYed (the full-text index makes that the
+expensive part). Group k+1 registers only after group k committed, and rolls back when
+group k did not, so groups commit in file order and no lock is held while waiting
+(test_import_pipeline.py::test_a_kill_between_copy_and_commit_loses_and_repeats_nothing,
+test_import_pipeline.py::test_a_failed_commit_rolls_back_the_group_copied_after_it).
 """
 
 from __future__ import annotations
@@ -30,19 +37,34 @@ from pgsyslog.importer.source import LineGroup, LineReader, Source, reread_head
 from pgsyslog.receiver.write_policy import Failure, classify, describe
 from pgsyslog.record import Record
 from pgsyslog.storage import database, partitions
-from pgsyslog.storage.copy import copy_records, copy_unrouted, register_adapters
+from pgsyslog.storage.copy import (
+    IdBlock,
+    copy_records,
+    copy_rows,
+    copy_unrouted,
+    register_adapters,
+    register_batch,
+    reserve_ids,
+)
 
 log = logging.getLogger(__name__)
 
 # The full-text (GIN) index takes most of PostgreSQL's time: a larger pending list for
 # this session's inserts merges them into the index in fewer, larger steps.
 GIN_PENDING_LIST = "32MB"
+# The insert that finds the pending list full moves it into the index in steps of work_mem
+# (PostgreSQL's ginInsertCleanup): one step for the whole list, instead of eight of the
+# default 4MB. The importer's sessions run nothing else that work_mem would size.
+GIN_CLEANUP_MEMORY = "64MB"
 # A file's group need not wait for its WAL flush: a server crash can only lose whole
 # groups together with their position, and the next import reads those lines again.
 # When done with a file, one synchronous commit makes them all durable (release), so an
 # import that says it is done is; standard input cannot be read again, so its groups
 # wait for the flush as serve's batches do.
 _NO_COMMIT_WAIT = "SET LOCAL synchronous_commit = off"
+# One group COPYs while the one before it registers and commits; more would only queue
+# behind the commit order.
+CONNECTIONS = 2
 # A plain file not modified for this long is no longer being written.
 SETTLED = timedelta(seconds=10)
 
@@ -79,42 +101,44 @@ class InFlight:
 
 
 class Importer:
-    """Stores groups of lines of open files, one transaction at a time.
+    """Stores groups of lines of open files, two transactions at a time (see the module).
 
-    While PostgreSQL takes one group (the full-text index is most of its work), the next
-    is parsed in a thread. One transaction at a time, because copy_records registers each
-    batch under the commit-order lock while groups of a file must commit in order; two
-    writers would wait for each other.
+    While PostgreSQL takes two groups (the full-text index is most of its work), the next
+    is parsed in a thread.
     """
 
     def __init__(self, dsn: str, settings: ImportSettings, progress: ImportProgress) -> None:
         self.dsn = dsn
         self.settings = settings
         self.progress = progress
-        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._conns: list[psycopg.AsyncConnection[Any]] = []
         self._inflight: deque[InFlight] = deque()
         self._days: set[date] = set()  # days whose partition is known to exist
         self._warned_too_old = False
         self.unrouted = 0
 
     async def connect(self) -> None:
-        self._conn = await database.connect_async(self.dsn, autocommit=True)
-        register_adapters(self._conn)
-        await self._conn.execute(f"SET gin_pending_list_limit = '{GIN_PENDING_LIST}'")
+        try:
+            for _ in range(CONNECTIONS):
+                self._conns.append(await _connect(self.dsn))
+        except BaseException:
+            await self.close()
+            raise
         self._days = await asyncio.to_thread(_partition_days, self.dsn)
 
     async def close(self) -> None:
         await self._abandon()
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
+        conns, self._conns = self._conns, []
+        for conn in conns:
             with contextlib.suppress(psycopg.Error, OSError):
                 await conn.close()
 
     @property
     def conn(self) -> psycopg.AsyncConnection[Any]:
-        """The connection, for queries while no group is in flight."""
-        assert self._conn is not None and not self._inflight, "connect() first, then drain()"
-        return self._conn
+        """The first connection (it holds the files' locks), for queries while no group is
+        in flight."""
+        assert self._conns and not self._inflight, "connect() first, then drain()"
+        return self._conns[0]
 
     async def open(self, source: Source) -> OpenFile:
         """Start at the position reached before, when this file was imported before."""
@@ -127,7 +151,7 @@ class Importer:
     async def release(self, opened: OpenFile) -> None:
         """Done with this file: make its groups durable, let other imports read it."""
         identity = opened.source.identity
-        if identity is None or self._conn is None or self._conn.broken:
+        if identity is None or not self._conns or self._conns[0].broken:
             return
         if opened.state.id is not None:
             # A synchronous commit flushes the WAL of the groups committed before it.
@@ -161,18 +185,24 @@ class Importer:
             await self._abandon()
 
     async def submit(self, opened: OpenFile, group: LineGroup) -> None:
-        """Parse the group (while the group before it is written), then start its
-        transaction."""
+        """Parse the group (while the groups before it are written), then start its
+        transaction on a connection no group is using."""
         options = self._options(opened.source)
         converted = await asyncio.to_thread(convert, group.lines, options)
         converted.tally.bytes = sum(map(len, group.lines))
-        await self.drain()
+        while len(self._inflight) >= len(self._conns):
+            await self._settle_oldest()
         await self._ensure_days(converted.records)
         source = opened.source
         source.identity = reread_head(source)
-        conn = self.conn
-        task = asyncio.ensure_future(self._write(conn, opened.state.id, opened.state.position,
-                                                 source, group, converted.records))
+        busy = {id(item.conn) for item in self._inflight}
+        conn = next(c for c in self._conns if id(c) not in busy)
+        before = self._inflight[-1] if self._inflight else None
+        # Reserved here, in file order: a file's rows get ids in the order of its lines.
+        first_id = await reserve_ids(conn) if converted.records else 0
+        task = asyncio.ensure_future(self._write(conn, before, opened, opened.submitted,
+                                                 group, converted.records, first_id))
+        opened.submitted = group.end
         self._inflight.append(InFlight(task, conn, opened, group, converted.tally))
 
     async def drain(self) -> None:
@@ -203,19 +233,37 @@ class Importer:
             with contextlib.suppress(BaseException):
                 await item.task
 
-    async def _write(self, conn: psycopg.AsyncConnection[Any], file_id: int | None, start: int,
-                     source: Source, group: LineGroup, records: Sequence[Record]
-                     ) -> int | None:
-        """One transaction: the rows and the file's new position."""
+    async def _write(self, conn: psycopg.AsyncConnection[Any], before: InFlight | None,
+                     opened: OpenFile, start: int, group: LineGroup,
+                     records: Sequence[Record], first_id: int) -> int | None:
+        """One transaction: the rows, then (once the group before has committed) their
+        batch and the file's new position. Returns the file's id in imported_files."""
+        source = opened.source
         async with conn.transaction():
             if source.identity is not None:
                 await conn.execute(_NO_COMMIT_WAIT)
-            if records:
-                await self._copy(conn, records)
+            ids = await self._copy_rows(conn, records, first_id) if records else None
+            file_id = await _committed(before, opened)  # raises: this group rolls back
+            if ids is not None:
+                await register_batch(conn, ids)
+            elif records:
+                await self._copy(conn, records)  # refused rows: split, each part registered
             if source.identity is None:
                 return None
             return await ledger.advance(conn, file_id, start, source.identity, source.location,
                                         group.end, len(group.lines))
+
+    async def _copy_rows(self, conn: psycopg.AsyncConnection[Any], records: Sequence[Record],
+                         first_id: int) -> IdBlock | None:
+        """COPY the records in a savepoint; None when the database refused some of them
+        (then _copy splits them off, after the group before has committed)."""
+        try:
+            async with conn.transaction():
+                return await copy_rows(conn, records, first_id)
+        except Exception as e:
+            if classify(e) is Failure.TRANSIENT or conn.broken:
+                raise
+            return None
 
     def _options(self, source: Source) -> LineOptions:
         now = datetime.now(UTC)
@@ -283,6 +331,22 @@ def resume(source: Source, known: KnownFile | None, max_line: int) -> OpenFile:
         tally = Tally(already=known.lines)
     return OpenFile(source, state, LineReader(source.stream, state.position, max_line), tally,
                     state.position)
+
+
+async def _committed(before: InFlight | None, opened: OpenFile) -> int | None:
+    """Wait for the group before to commit (its failure is raised); the file's id."""
+    if before is None:
+        return opened.state.id
+    file_id = await before.task
+    return file_id if before.opened is opened else opened.state.id
+
+
+async def _connect(dsn: str) -> psycopg.AsyncConnection[Any]:
+    conn = await database.connect_async(dsn, autocommit=True)
+    register_adapters(conn)
+    await conn.execute(f"SET gin_pending_list_limit = '{GIN_PENDING_LIST}'")
+    await conn.execute(f"SET work_mem = '{GIN_CLEANUP_MEMORY}'")
+    return conn
 
 
 def _partition_days(dsn: str) -> set[date]:

@@ -6,6 +6,11 @@ advisory lock that is held until COMMIT, so that batch numbers (``seq``) are han
 in commit order. Registering a batch id that committed before fails on the table's
 primary key (SQLSTATE 23505, constraint ``batches_pkey``): that is how a retry learns
 that its batch is already stored. Listeners of NEW_ROWS_CHANNEL get the batch's seq.
+
+The two steps can also be taken apart (copy_rows, then register_batch in the same
+transaction), so that an importer COPYs one batch on a second connection while the batch
+before it registers and commits on the first; serve's writer takes both at once
+(copy_records).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import functools
 import ipaddress
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -103,12 +109,29 @@ def record_row(r: Record) -> tuple[Any, ...]:
     )
 
 
+def message_row(row_id: int, r: Record) -> tuple[Any, ...]:
+    """The row of COPY_MESSAGES: the id, then record_row (built at once, per row)."""
+    return (
+        row_id, r.received_at, r.event_time, r.facility, r.severity, r.hostname, r.app_name,
+        r.procid, r.msgid, r.structured_data, r.message, r.format, r.transport,
+        _inet(r.source_ip), r.parse_error, r.raw, r.peer_name,
+    )
+
+
 # Sent in the transaction of each batch: live tails LISTEN on it instead of polling.
 NEW_ROWS_CHANNEL = "syslog_messages"
 
 _REGISTER_BATCH = _REGISTER_BATCH_TEMPLATE.format(
     batches=sql.Identifier(SCHEMA, "batches"), batch_seq=sql.Literal(f"{SCHEMA}.batch_seq"),
     channel=sql.Literal(NEW_ROWS_CHANNEL))
+
+
+@dataclass(frozen=True, slots=True)
+class IdBlock:
+    """The ids the rows of one COPY took: first_id to last_id, both included."""
+
+    first_id: int
+    last_id: int
 
 
 async def copy_records(conn: AsyncConnection, records: Sequence[Record],
@@ -119,19 +142,41 @@ async def copy_records(conn: AsyncConnection, records: Sequence[Record],
     Raises psycopg.errors.UniqueViolation on DUPLICATE_BATCH_CONSTRAINT when a batch with
     this id committed before. Listeners of NEW_ROWS_CHANNEL are notified at commit.
     """
-    if len(records) > BLOCK_IDS:
-        raise ValueError(f"a batch holds at most {BLOCK_IDS} records, not {len(records)}")
+    ids = await copy_rows(conn, records, await reserve_ids(conn))
+    await register_batch(conn, ids, batch_id)
+
+
+async def reserve_ids(conn: AsyncConnection) -> int:
+    """The first of a block of BLOCK_IDS row ids no other batch gets (one nextval)."""
     async with conn.cursor() as cur:
         await cur.execute(_RESERVE_IDS)
         reserved = await cur.fetchone()
-        assert reserved is not None
-        first_id = int(reserved[0])
-        async with cur.copy(COPY_MESSAGES) as copy:
-            copy.set_types(MESSAGE_TYPES)
-            write_row = copy.write_row
-            for row_id, record in enumerate(records, first_id):
-                await write_row((row_id, *record_row(record)))
-        await _register(cur, batch_id, first_id, first_id + len(records) - 1)
+    assert reserved is not None
+    return int(reserved[0])
+
+
+async def copy_rows(conn: AsyncConnection, records: Sequence[Record], first_id: int
+                    ) -> IdBlock:
+    """COPY the records into syslog.messages with the ids from ``first_id`` on (a block of
+    reserve_ids; at most BLOCK_IDS records), in the connection's current transaction,
+    without registering a batch: call register_batch with the block before that
+    transaction commits."""
+    if len(records) > BLOCK_IDS:
+        raise ValueError(f"a batch holds at most {BLOCK_IDS} records, not {len(records)}")
+    async with conn.cursor() as cur, cur.copy(COPY_MESSAGES) as copy:
+        copy.set_types(MESSAGE_TYPES)
+        write_row = copy.write_row
+        for row_id, record in enumerate(records, first_id):
+            await write_row(message_row(row_id, record))
+    return IdBlock(first_id, first_id + len(records) - 1)
+
+
+async def register_batch(conn: AsyncConnection, ids: IdBlock,
+                         batch_id: uuid.UUID | None = None) -> None:
+    """Register the rows copied as ``ids`` as one batch, taking the commit-order lock until
+    the current transaction ends (see copy_records for what it raises)."""
+    async with conn.cursor() as cur:
+        await _register(cur, batch_id, ids.first_id, ids.last_id)
 
 
 async def copy_unrouted(conn: AsyncConnection, records: Sequence[Record], error: str,
