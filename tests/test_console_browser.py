@@ -278,6 +278,33 @@ def test_live_mode_shows_new_rows_pauses_and_resumes_once_each(
         assert console.errors == []
 
 
+def test_live_mode_cut_before_any_row_misses_none(
+        chromium: Any, serve: Callable[..., ServerProcess], dsn: str, tmp_path: Path) -> None:
+    fill(dsn, datetime.now(UTC), count=20)
+    first = serve("--tcp", "127.0.0.1:0")
+    http = first.port("http")
+    with open_console(chromium, http, tmp_path / "screens") as console:
+        console.open("/?host=web9&since=1h&live=1")
+        console.page.wait_for_selector("#live-status[data-status=live]")  # its position came
+        assert console.row_ids() == []
+        console.screenshot("live-before-any-row")
+
+        # Cut before any row came; while it is down, more matching rows than the first
+        # connection's backlog (100) are stored, among others.
+        first.stop()
+        console.page.wait_for_selector("#live-status[data-status=reconnecting]")
+        stored_now(dsn, [record(f"while-down {i}", host="web9" if i % 4 else "web1")
+                         for i in range(160)])
+        serve("--tcp", "127.0.0.1:0", "--http", f"127.0.0.1:{http}")
+        console.page.locator("#results tbody td.msg", has_text="while-down 1").first.wait_for(
+            timeout=30_000)
+        wait_rows(console, newest_ids(dsn, "hostname = 'web9'", limit=1000))
+        assert console.page.locator("#results tbody tr").count() == 120
+        console.screenshot("every-row-once")
+        assert console.foreign_requests() == []
+        assert console.errors == []
+
+
 def test_login_with_a_token(chromium: Any, serve: Callable[..., ServerProcess], dsn: str,
                             tmp_path: Path) -> None:
     fill(dsn, datetime.now(UTC), count=20)

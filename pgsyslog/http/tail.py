@@ -1,12 +1,27 @@
-"""GET /api/tail: new rows as Server-Sent Events, each once, in id order.
+"""GET /api/tail: new rows as Server-Sent Events, each once, in commit order.
 
 Parameters: the filters of /api/search, and n (the newest n matching rows first, default
 0). Each event carries the row as JSON in ``data`` and its id in ``id``; a client that
 reconnects with ``Last-Event-ID`` gets the rows after that id. A comment line goes out
 when the stream has been quiet for KEEPALIVE seconds, so that proxies keep it open and a
-client that went away is noticed. A client that stops reading is dropped once a write
-has waited http_stream_timeout seconds for it, which frees its slot and its database
-connection (test_http_limits.py::test_a_tail_client_that_stops_reading_is_dropped). The
+client that went away is noticed.
+
+The stream's position goes out as an event with an ``id`` and no data (EventSource
+dispatches nothing for it but holds the id as its Last-Event-ID): right after the first n
+rows (at once with n=0), after rows when the read went on past the last one that matched,
+and with a keep-alive when the filters left out every row read meanwhile. It is the
+follower's ``resume_after`` (storage/follow.py), the last id of the last batch read, which
+a resume takes as any row id. So a client holds a Last-Event-ID from the stream's first
+write, and a reconnect, even one before any row came, goes on exactly where the stream
+was: the receiver's rows committed meanwhile come, each once
+(tests/test_tail_position.py::test_a_reconnect_before_any_row_gets_every_row_once; rows
+inserted by hand follow storage/follow.py's rules). After a long filtered silence a
+reconnect reads again only what came since the last keep-alive, about KEEPALIVE seconds
+(tests/test_tail_position.py::test_a_filtered_stream_moves_its_position_while_quiet).
+
+A client that stops reading is dropped once a write has waited http_stream_timeout
+seconds for it, which frees its slot and its database connection
+(test_http_limits.py::test_a_tail_client_that_stops_reading_is_dropped). The
 storage side (LISTEN, ids seen, order) is pgsyslog.storage.follow.
 """
 
@@ -126,26 +141,41 @@ async def _send(response: web.StreamResponse, data: bytes, timeout: float) -> No
         raise _TooSlow from None
 
 
+def position_event(position: int | None, held: int | None) -> bytes:
+    """An event with only an id, when the stream's ``position`` is not the id the client
+    ``held`` last (a row's, or the position sent before)."""
+    if position is None or position == held:
+        return b""
+    return b"id: %d\n\n" % position
+
+
+def _rows_then_position(rows: list[StoredMessage], follower: AsyncTail, held: int | None
+                        ) -> bytes:
+    return events(rows) + position_event(follower.resume_after, rows[-1].id if rows else held)
+
+
 async def _stream(request: web.Request, response: web.StreamResponse, follower: AsyncTail,
                   rows: list[StoredMessage]) -> None:
     """Send events until the client goes, the server closes, or the database fails."""
     closing = request.app[CLOSING]
     timeout = request.app[LIMITS].stream_timeout
     try:
-        await _send(response, b": pgsyslog live tail\n\n" + await asyncio.to_thread(events, rows),
-                    timeout)
-        last_write = time.monotonic()
+        first = await asyncio.to_thread(_rows_then_position, rows, follower, None)
+        await _send(response, b": pgsyslog live tail\n\n" + first, timeout)
+        held, last_write = follower.resume_after, time.monotonic()
         while True:
             new = await _unless_closing(closing, follower.poll(KEEPALIVE))
             if new is None:
                 break
             if new:
-                await _send(response, await asyncio.to_thread(events, new), timeout)
+                await _send(response, await asyncio.to_thread(
+                    _rows_then_position, new, follower, held), timeout)
             elif time.monotonic() - last_write >= KEEPALIVE / 2:
-                await _send(response, b": keep-alive\n\n", timeout)
+                await _send(response, b": keep-alive\n\n"
+                            + position_event(follower.resume_after, held), timeout)
             else:
                 continue
-            last_write = time.monotonic()
+            held, last_write = follower.resume_after, time.monotonic()
     except ConnectionError:
         return  # the client went away
     except _TooSlow:

@@ -1,10 +1,14 @@
 // The live tail: Server-Sent Events from /api/tail, read with fetch rather than EventSource.
 // EventSource gives up for good on any answer but 200 (a restarting serve answers 503
 // until its database is ready), and a new EventSource cannot send Last-Event-ID. Here
-// every reconnect sends the id of the last row received, so the server goes on right
-// after it: no row twice, none missed (tests/test_console_browser.py::
-// test_live_mode_shows_new_rows_pauses_and_resumes_once_each). The RowTable drops any
-// row it shows already.
+// every reconnect sends the last event id received: a row's, or the stream's position,
+// which the server sends as an id without data from its first write on (after the first
+// rows, and when rows left out by the filters moved it). So the server goes on right
+// where the stream was, even when it was cut before any row came: no row twice, none
+// missed (tests/test_console_browser.py::
+// test_live_mode_shows_new_rows_pauses_and_resumes_once_each,
+// test_live_mode_cut_before_any_row_misses_none). The stream counts as live once it has
+// sent its position. The RowTable drops any row it shows already.
 
 import { loginUrl } from "./api.js";
 
@@ -31,9 +35,10 @@ export class EventParser {
     for (const line of lines) this.line(line);
   }
 
+  // A blank line dispatches: the id holds from then on, with data or without (data null).
   line(line) {
     if (line === "") {
-      if (this.data.length) this.onEvent(this.id, this.data.join("\n"));
+      this.onEvent(this.id, this.data.length ? this.data.join("\n") : null);
       this.data = [];
       return;
     }
@@ -62,6 +67,7 @@ export class LiveTail {
     this.onState = onState;
     this.queue = [];
     this.lastId = null;
+    this.positioned = false; // this connection has sent an id
     this.stopped = false;
     this.controller = null;
     this.run();
@@ -105,7 +111,7 @@ export class LiveTail {
       return "fatal";
     }
     if (!response.ok || !response.body) return "failed";
-    this.onState("live");
+    this.positioned = false;
     try {
       await this.read(response.body);
     } catch {
@@ -126,6 +132,11 @@ export class LiveTail {
 
   take(id, data) {
     if (id !== null) this.lastId = id;
+    if (id !== null && !this.positioned) {
+      this.positioned = true;
+      this.onState("live");
+    }
+    if (data === null) return;
     try {
       this.queue.push(JSON.parse(data));
     } catch {
