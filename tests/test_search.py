@@ -8,6 +8,7 @@ import os
 import random
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -41,16 +42,25 @@ ROWS = {
     "payment": (1, record("payment declined", app="billing", severity=3, fmt="custom")),
 }
 ORDER = list(ROWS)  # oldest first
+STATED_MINUTES_AGO = {"index": 181, "ipv6": 90}  # their event_time, kept relative to now
 
 
 @pytest.fixture
 def logs(dsn: str) -> str:
-    records = []
-    for minutes, r in ROWS.values():
-        r.received_at = NOW - timedelta(minutes=minutes)
-        records.append(r)
-    insert(dsn, records)
+    """ROWS, dated relative to now: relative filters (45m) read the clock when they run,
+    which in a long suite is many minutes after this module was imported."""
+    now = datetime.now(UTC)
+    for name, (minutes, r) in ROWS.items():
+        r.received_at = now - timedelta(minutes=minutes)
+        if name in STATED_MINUTES_AGO:
+            r.event_time = now - timedelta(minutes=STATED_MINUTES_AGO[name])
+    insert(dsn, [r for _, r in ROWS.values()])
     return dsn
+
+
+def minutes_ago(minutes: int, form: str) -> Callable[[], str]:
+    """A time the test computes when it runs, as --since takes it."""
+    return lambda: (datetime.now(UTC) - timedelta(minutes=minutes)).strftime(form)
 
 
 def run(dsn: str, *args: str, color: bool = False) -> Result:
@@ -91,14 +101,13 @@ def test_words_phrases_and_exclusions(logs: str, words: list[str], expected: set
     (["--since", "45m"], {"added", "checkpoint", "garbage", "payment"}),
     (["--until", "1h"], {"index", "upstream", "ipv6", "disk"}),
     (["--since", "100m", "--until", "20m"], {"ipv6", "disk", "added"}),
-    (["--since", (NOW - timedelta(minutes=70)).isoformat()], set(ORDER[3:])),
-    (["--utc", "--since", (NOW - timedelta(minutes=70)).strftime("%Y-%m-%dT%H:%M:%S")],
-     set(ORDER[3:])),
+    (["--since", minutes_ago(70, "%Y-%m-%dT%H:%M:%S%z")], set(ORDER[3:])),
+    (["--utc", "--since", minutes_ago(70, "%Y-%m-%dT%H:%M:%S")], set(ORDER[3:])),
     (["--since", "yesterday"], set(ORDER)),
     (["--host", "db1", "checkpoint"], {"checkpoint"}),
 ])
-def test_filters(logs: str, flags: list[str], expected: set[str]) -> None:
-    assert set(found(logs, *flags)) == expected
+def test_filters(logs: str, flags: list[str | Callable[[], str]], expected: set[str]) -> None:
+    assert set(found(logs, *(f() if callable(f) else f for f in flags))) == expected
 
 
 def test_newest_first_reverse_and_limit(logs: str) -> None:
