@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 
 from pgsyslog.receiver.counters import Counters
@@ -15,6 +17,11 @@ from pgsyslog.receiver.write_policy import BACKOFF_MAX, Batch, describe
 from pgsyslog.storage.spool import Spool
 
 log = logging.getLogger(__name__)
+
+# Appends remembered by batch id (more than there can be writers): a stop that spools a
+# cancelled writer's batch finds the append that writer started, finished or still
+# running in its thread, instead of appending the batch a second time.
+RECENT_APPENDS = 256
 
 
 class Spooler:
@@ -27,6 +34,7 @@ class Spooler:
         self.on_size = on_size
         self.replay_wanted = asyncio.Event()  # frames are waiting for the replay
         self._outage_logged = False
+        self._appends: OrderedDict[uuid.UUID, asyncio.Future[bool]] = OrderedDict()
 
     @property
     def enabled(self) -> bool:
@@ -34,9 +42,27 @@ class Spooler:
 
     async def put(self, batch: Batch, *, force: bool = False) -> bool:
         """Spool the batch (fsynced); False when there is no spool, no room (unless
-        ``force``: a stopping receiver spools everything) or the disk refused it."""
+        ``force``: a stopping receiver spools everything) or the disk refused it.
+
+        A batch is appended once: a put of a batch whose append succeeded, or is still
+        running after its caller was cancelled, waits for that one
+        (tests/test_spooler.py::test_a_batch_is_appended_once_when_its_writer_is_cancelled).
+        """
         if self.spool is None:
             return False
+        earlier = self._appends.get(batch.id)
+        if earlier is not None and await asyncio.shield(earlier):
+            return True
+        append = asyncio.ensure_future(self._append(batch, force))
+        self._appends[batch.id] = append
+        self._appends.move_to_end(batch.id)
+        while len(self._appends) > RECENT_APPENDS:
+            self._appends.popitem(last=False)
+        # Shielded: a cancelled caller leaves the append to finish in its thread.
+        return await asyncio.shield(append)
+
+    async def _append(self, batch: Batch, force: bool) -> bool:
+        assert self.spool is not None
         try:
             appended = await asyncio.to_thread(self.spool.append, batch.id, batch.records,
                                                force=force)
