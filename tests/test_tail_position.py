@@ -37,12 +37,14 @@ class Stream:
         self.response = self.conn.getresponse()
         assert self.response.status == 200, self.response.read()
         self.last_event_id = last_event_id  # as EventSource would send it on a reconnect
+        self.timed_out = False  # http.client reads nothing more after a timeout
 
     def next_event(self, timeout: float) -> Event | None:
         """The next event with an id or data (comments are skipped); None after ``timeout``
         seconds without one, or at the end of the stream."""
         sock = self.conn.sock
-        assert sock is not None
+        if self.timed_out or sock is None:
+            return None
         deadline = time.monotonic() + timeout
         fields: dict[str, str] = {}
         try:
@@ -56,7 +58,7 @@ class Stream:
                 if line != "\n" and not line.startswith(":"):
                     fields[name] = value
         except TimeoutError:
-            pass
+            self.timed_out = True
         return None
 
     def _event(self, fields: dict[str, str]) -> Event:
