@@ -121,6 +121,12 @@ def _http_url(text: str) -> str:
     url = urllib.parse.urlsplit(text.strip())
     if url.scheme not in ("http", "https") or not url.hostname:
         raise ValueError(f"{text!r} is not an http:// or https:// URL")
+    try:
+        port = url.port  # urllib reads the port only when asked, and refuses 65536 and up
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError(f"{text!r}: the port must be 1-65535")
     return text.strip()
 
 
