@@ -229,3 +229,15 @@ def test_a_round_summarizes_the_brin_ranges_of_new_pages(dsn: str) -> None:
         now = datetime.now(UTC)
         assert summarize_new_ranges(conn, now, 300.0) > 0
         assert summarize_new_ranges(conn, now, 300.0) == 0  # nothing new since
+
+
+def test_the_alertmanager_severity_of_a_range_is_its_most_severe_end() -> None:
+    """``err`` (err or worse) is labelled err; a range by the worst it matches, so that an
+    Alertmanager route on severity="crit" sees an err..crit rule."""
+    labels = {}
+    for text in ("err", "..warning", "err..crit", "crit..err", "notice..", "emerg..err"):
+        r = rule(threshold=1, severity=text)
+        (alert,) = alertmanager_json(r, state("", "firing", None), None)
+        labels[text] = alert["labels"]["severity"]
+    assert labels == {"err": "err", "..warning": "warning", "err..crit": "crit",
+                      "crit..err": "crit", "notice..": "notice", "emerg..err": "err"}

@@ -73,8 +73,16 @@ def _labels(rule: AlertRule, state: AlertState) -> dict[str, str]:
     if rule.group_by is not None:
         labels[rule.group_by] = state.group
     if rule.filters.severity is not None:
-        labels["severity"] = severity_label(rule.filters.severity)
+        labels["severity"] = severity_label(label_severity(rule))
     return labels
+
+
+def label_severity(rule: AlertRule) -> int:
+    """The worst severity the rule counts: a range's most severe end (err..crit: crit,
+    notice..: notice); a filter reaching emerg (err, ..err) by its bound, as written."""
+    assert rule.filters.severity is not None
+    worst = rule.filters.most_severe
+    return worst or rule.filters.severity
 
 
 def alertmanager_json(rule: AlertRule, state: AlertState, base: str | None
