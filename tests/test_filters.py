@@ -63,6 +63,8 @@ def test_parse_filters(given: dict[str, list[str]], expected: Filters) -> None:
     ({"facility": ["local9"]}, "facility", "not a facility"),
     ({"source": ["10.0.0.0/33"]}, "source", "not an IP address or network"),
     ({"source": ["web1"]}, "source", "not an IP address or network"),
+    ({"source": ["fe80::1%eth0"]}, "source", "has an IPv6 scope"),
+    ({"source": ["fe80::1%eth0/64"]}, "source", "has an IPv6 scope"),
     ({"since": ["last tuesday"]}, "since", "not a time"),
     ({"since": ["99999999999d"]}, "since", "not a value since can take"),
     ({"time": ["device"]}, "time", "received"),
@@ -221,6 +223,26 @@ def test_the_api_refuses_what_it_cannot_page_by(api: int) -> None:
         reply = get(api, "/api/search?" + urllib.parse.urlencode(params))
         assert reply.status == 400, (params, reply.body)
         assert reply.body["error"].startswith(word), reply.body
+
+
+SCOPED = "fe80::1%eth0"
+
+
+def test_a_scoped_address_is_refused_by_the_cli_the_api_and_rules(
+        api: int, logs: str, tmp_path: Any) -> None:
+    for path in ("/api/search", "/api/histogram", "/api/facets", "/api/tail"):
+        reply = get(api, f"{path}?" + urllib.parse.urlencode({"source": SCOPED}))
+        assert reply.status == 400, (path, reply.text)
+        assert reply.body["error"].startswith("source") and "\n" not in reply.body["error"]
+    result = CliRunner().invoke(cli, ["search", "--dsn", logs, "--source", SCOPED])
+    assert result.exit_code == 2 and "IPv6 scope" in result.output, result.output
+    config = tmp_path / "scoped.toml"
+    config.write_text(f'[[alert]]\nname = "scoped"\nsource = "{SCOPED}"\nwindow = "5m"\n'
+                      'threshold = 1\nnotify = ["http://127.0.0.1:9/hook"]\n')
+    result = CliRunner().invoke(cli, ["check-config", "--config", str(config),
+                                      "--data-dir", str(tmp_path / "data")])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and "IPv6 scope" in lines[0], lines
 
 
 # ------------------------------------------------------------------- event-time paging

@@ -133,12 +133,18 @@ def severity_label(severity: int) -> str:
 
 def parse_source(text: str) -> Network:
     """An IP address or a CIDR network (``192.0.2.7``, ``10.0.0.0/8``, ``2001:db8::/32``);
-    host bits after the prefix are ignored, as PostgreSQL's ``<<=`` would."""
+    host bits after the prefix are ignored, as PostgreSQL's ``<<=`` would. An IPv6 scope
+    (``fe80::1%eth0``) is refused: PostgreSQL's inet has none, and source_ip never holds one
+    (tests/test_filters.py::test_a_scoped_address_is_refused_by_the_cli_the_api_and_rules)."""
     try:
-        return ip_network(text.strip(), strict=False)
+        network = ip_network(text.strip(), strict=False)
     except ValueError:
         raise FilterError(f"{text!r} is not an IP address or network (192.0.2.7, "
                           "10.0.0.0/8, 2001:db8::/32)") from None
+    if "%" in text:  # ip_network took it, so it is a scope; a network drops it silently
+        raise FilterError(f"{text!r} has an IPv6 scope (%...): stored addresses have none, "
+                          "give the address without it")
+    return network
 
 
 def parse_time_column(text: str) -> TimeColumn:
