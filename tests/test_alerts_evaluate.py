@@ -5,14 +5,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import aiohttp
 import psycopg
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from helpers import query
 from pgsyslog.alerts import store
 from pgsyslog.alerts.counting import count, count_statement, summarize_new_ranges
 from pgsyslog.alerts.engine import ALERTS_LOCK, evaluate_all
 from pgsyslog.alerts.evaluate import AlertState, decide
-from pgsyslog.alerts.notify import targets
+from pgsyslog.alerts.notify import describe, targets
 from pgsyslog.alerts.payload import alertmanager_json, notification_json, search_link
 from pgsyslog.alerts.rules import AlertRule, parse_rules
 from pgsyslog.storage import database
@@ -241,3 +244,14 @@ def test_the_alertmanager_severity_of_a_range_is_its_most_severe_end() -> None:
         labels[text] = alert["labels"]["severity"]
     assert labels == {"err": "err", "..warning": "warning", "err..crit": "crit",
                       "crit..err": "crit", "notice..": "notice", "emerg..err": "err"}
+
+
+def test_an_error_text_repeats_a_url_by_its_origin_only() -> None:
+    """aiohttp's error texts quote the URL, query and password included."""
+    url = "http://user:PASSWORDX@hooks.example:8080/T0/B0/SECRETQ?token=SECRETQ"
+    request = aiohttp.RequestInfo(URL(url), "POST", CIMultiDictProxy(CIMultiDict()), URL(url))
+    for error in (aiohttp.InvalidURL(url),
+                  aiohttp.TooManyRedirects(request, (), status=302, message="Found")):
+        text = describe(error)
+        assert "SECRETQ" not in text and "PASSWORDX" not in text, text
+        assert "http://hooks.example:8080" in text

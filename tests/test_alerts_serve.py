@@ -34,14 +34,23 @@ class Hook:
     port: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     delay: float = 0.0  # seconds before each answer
+    hang_on: set[tuple[str, str]] = field(default_factory=set)  # (path, status) not answered
+    others: list[tuple[str, str]] = field(default_factory=list)  # requests other than POST
 
     async def handle(self, request: web.Request) -> web.Response:
+        if request.method != "POST":
+            with self.lock:
+                self.others.append((request.method, request.path))
+            return web.Response(text="ok")
         body = await request.json()
         with self.lock:
             self.received.append((request.path, body))
             status = self.statuses.pop(0) if self.statuses else 200
-        await asyncio.sleep(self.delay)
-        return web.Response(status=status, text="ok")
+        hangs = isinstance(body, dict) and (request.path, body.get("status")) in self.hang_on
+        await asyncio.sleep(3600 if hangs else self.delay)
+        # A 3xx sends the client elsewhere, where any method is answered 200.
+        headers = {"Location": "/moved"} if 300 <= status < 400 else None
+        return web.Response(status=status, text="ok", headers=headers)
 
     def bodies(self, path: str = "/hook") -> list[Any]:
         with self.lock:
@@ -57,7 +66,7 @@ def hook() -> Iterator[Hook]:
     loop = asyncio.new_event_loop()
     started = threading.Event()
     app = web.Application()
-    app.router.add_post("/{tail:.*}", hook.handle)
+    app.router.add_route("*", "/{tail:.*}", hook.handle)
     runner = web.AppRunner(app, shutdown_timeout=1.0)
 
     async def start() -> None:
@@ -266,3 +275,36 @@ def test_two_receivers_on_one_database_send_each_notification_once(
     assert statuses(hook) == ["firing", "resolved"]
     assert json.dumps(hook.bodies()[0]["count"]) == "30"
     assert query(dsn, "SELECT count(*) FROM syslog.alert_notifications")[0][0] == 2
+
+
+ATTEMPTS_SQL = ("SELECT target, attempt, http_status, error FROM syslog.alert_notifications "
+                "ORDER BY id")
+
+
+def test_a_redirect_is_a_failed_attempt_and_is_not_followed(
+        serve: Callable[..., ServerProcess], hook: Hook, dsn: str, tmp_path: Path) -> None:
+    """Following a 302 would turn the POST into a GET without the notification."""
+    hook.statuses = [302]
+    server = serve("--config", write_config(tmp_path, web_errors_rule(hook.url())))
+    nginx_errors(server.port("tcp"), "web1")
+    assert wait_for(lambda: len(query(dsn, ATTEMPTS_SQL)) >= 2), server.log
+    (_, n1, status1, error1), (_, n2, status2, error2) = query(dsn, ATTEMPTS_SQL)[:2]
+    assert (n1, status1, n2, status2, error2) == (1, 302, 2, 200, None)
+    assert error1 is not None and "302" in error1
+    assert hook.others == []  # no GET to where the 302 pointed
+    assert statuses(hook) == ["firing", "firing"]
+
+
+def test_the_secret_of_a_notify_url_reaches_neither_the_log_nor_the_database(
+        serve: Callable[..., ServerProcess], hook: Hook, dsn: str, tmp_path: Path) -> None:
+    hook.statuses = [500] * 5  # every attempt fails: the give-up line names the target
+    url = f"http://user:PASSWORDX@127.0.0.1:{hook.port}/hook?token=SECRETQ"
+    server = serve("--config", write_config(tmp_path, web_errors_rule(url)))
+    nginx_errors(server.port("tcp"), "web1")
+    assert wait_for(lambda: "gave up notifying" in server.log, 60), server.log
+    assert len(hook.bodies()) >= 5  # the URL with its secret is still where it posts
+    assert "SECRETQ" not in server.log and "PASSWORDX" not in server.log, server.log
+    assert f"gave up notifying http://127.0.0.1:{hook.port} after 5 attempts" in server.log
+    stored = query(dsn, ATTEMPTS_SQL)
+    assert {target for target, *_ in stored} == {f"http://127.0.0.1:{hook.port}"}
+    assert not any("SECRETQ" in (error or "") for *_, error in stored)

@@ -7,16 +7,29 @@ often carry their secret in the path or the query.
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from typing import Any
 
 from pgsyslog.alerts.evaluate import AlertState
 from pgsyslog.alerts.rules import AlertRule, NotifyTarget
 
+_URL_RE = re.compile(r"https?://[^\s'\"<>]+", re.IGNORECASE)
+
+
+def url_origin(text: str) -> str:
+    """``scheme://host:port`` of a URL: no user, password, path or query."""
+    url = urllib.parse.urlsplit(text)
+    return f"{url.scheme}://{url.netloc.rpartition('@')[2]}"
+
 
 def target_origin(target: NotifyTarget) -> str:
-    url = urllib.parse.urlsplit(target.url)
-    return f"{url.scheme}://{url.netloc.rpartition('@')[2]}"
+    return url_origin(target.url)
+
+
+def without_urls(text: str) -> str:
+    """``text`` with every URL in it cut to its origin (error texts repeat the URL)."""
+    return _URL_RE.sub(lambda match: url_origin(match.group()), text)
 
 
 def rule_json(rule: AlertRule) -> dict[str, Any]:

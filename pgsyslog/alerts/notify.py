@@ -20,6 +20,7 @@ import aiohttp
 import psycopg
 
 from pgsyslog.alerts import payload, store
+from pgsyslog.alerts.describe import target_origin, without_urls
 from pgsyslog.alerts.evaluate import AlertState
 from pgsyslog.alerts.rules import AlertRule, NotifyTarget
 from pgsyslog.storage import database
@@ -39,10 +40,11 @@ USER_AGENT = "pgsyslog-alerts"
 
 
 def describe(error: BaseException) -> str:
+    """One line for the log and alert_notifications; a URL in it is cut to its origin."""
     if isinstance(error, TimeoutError):
         return f"no answer within {ATTEMPT_TIMEOUT:g}s"
     text = " ".join(str(error).split()) or type(error).__name__
-    return text[:MAX_ERROR]
+    return without_urls(text)[:MAX_ERROR]
 
 
 class Notifier:
@@ -98,18 +100,19 @@ class Notifier:
     async def _send(self, session: aiohttp.ClientSession, rule: AlertRule,
                     state: AlertState, target: NotifyTarget) -> bool:
         data = payload.body(rule, state, self.link_base, target.format)
+        shown = target_origin(target)  # the path and query of webhook URLs hold secrets
         delay = self.backoff_first
         for attempt in range(1, ATTEMPTS + 1):
             http_status, error = await post(session, target.url, data)
             await self._in_database(store.record_attempt, store.Attempt(
-                rule.name, state.group, state.status, target.url, attempt, http_status, error))
+                rule.name, state.group, state.status, shown, attempt, http_status, error))
             if error is None:
                 return True
             if attempt < ATTEMPTS:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
         log.warning("alert %r %s: gave up notifying %s after %d attempts (last: %s)",
-                    rule.name, state.status, target.url, ATTEMPTS, error)
+                    rule.name, state.status, shown, ATTEMPTS, error)
         return False
 
     async def _in_database(self, write: Callable[..., None], *args: object) -> None:
@@ -129,9 +132,10 @@ def targets(rule: AlertRule, state: AlertState) -> tuple[NotifyTarget, ...]:
 
 async def post(session: aiohttp.ClientSession, url: str, data: bytes
                ) -> tuple[int | None, str | None]:
-    """(status code, None) on a 2xx answer; (code or None, why) otherwise."""
+    """(status code, None) on a 2xx answer; (code or None, why) otherwise. A redirect is
+    not followed (it would turn the POST into a GET without the body): a 3xx fails."""
     try:
-        async with session.post(url, data=data,
+        async with session.post(url, data=data, allow_redirects=False,
                                 headers={"Content-Type": "application/json"}) as response:
             if 200 <= response.status < 300:
                 return response.status, None
