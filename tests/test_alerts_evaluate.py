@@ -13,7 +13,7 @@ from yarl import URL
 from helpers import query
 from pgsyslog.alerts import store
 from pgsyslog.alerts.counting import count, count_statement, summarize_new_ranges
-from pgsyslog.alerts.engine import ALERTS_LOCK, evaluate_all
+from pgsyslog.alerts.engine import ALERTS_LOCK, CLAIM_SECONDS, evaluate_all
 from pgsyslog.alerts.evaluate import AlertState, decide
 from pgsyslog.alerts.notify import describe, targets
 from pgsyslog.alerts.payload import alertmanager_json, notification_json, search_link
@@ -255,3 +255,27 @@ def test_an_error_text_repeats_a_url_by_its_origin_only() -> None:
         text = describe(error)
         assert "SECRETQ" not in text and "PASSWORDX" not in text, text
         assert "http://hooks.example:8080" in text
+
+
+def test_a_change_claimed_but_never_marked_stays_owed_when_the_status_flips_back(
+        dsn: str) -> None:
+    """firing (told) -> resolved (claimed; its delivery is cut short by a stop, or by the
+    database going away while it records an attempt) -> firing again: some target may
+    have heard "resolved", so once the claim ends "firing" is owed to every target."""
+    rules = parse_rules([{"name": "errors", "window": "5m", "threshold": 2, "severity": "err",
+                          "notify": ["http://127.0.0.1:9/a", "http://127.0.0.1:9/b"]}])
+    insert(dsn, [record("e", severity=3) for _ in range(3)])
+    t1 = datetime.now(UTC)
+    (fired,) = evaluate_all(dsn, rules, 30.0, now=t1).owed
+    with database.connect(dsn, autocommit=True) as conn:
+        store.mark_notified(conn, fired, t1)
+    t2 = t1 + timedelta(minutes=10)  # the rows have left the window
+    (resolved,) = evaluate_all(dsn, rules, 30.0, now=t2).owed
+    assert resolved.status == "resolved"
+    insert(dsn, [record("e", severity=3, when=t2 + timedelta(seconds=10)) for _ in range(3)])
+    again = evaluate_all(dsn, rules, 30.0, now=t2 + timedelta(seconds=40))
+    assert [s.status for s in again.changes] == ["firing"] and again.owed == []  # claimed
+    after_claim = t2 + timedelta(seconds=CLAIM_SECONDS + 1)
+    (owed,) = evaluate_all(dsn, rules, 30.0, now=after_claim).owed
+    assert (owed.status, owed.owed) == ("firing", True)
+    assert targets(rules[0], owed) == rules[0].notify

@@ -308,3 +308,34 @@ def test_the_secret_of_a_notify_url_reaches_neither_the_log_nor_the_database(
     stored = query(dsn, ATTEMPTS_SQL)
     assert {target for target, *_ in stored} == {f"http://127.0.0.1:{hook.port}"}
     assert not any("SECRETQ" in (error or "") for *_, error in stored)
+
+
+def two_targets_rule(hook: Hook, window: str) -> str:
+    return (f'[[alert]]\nname = "web errors"\napp = "nginx"\nwindow = "{window}"\n'
+            f'threshold = 1\nnotify = ["{hook.url()}", "{hook.url("/hangs")}"]\n')
+
+
+def test_a_stop_during_a_resolved_delivery_leaves_firing_owed_to_every_target(
+        serve: Callable[..., ServerProcess], hook: Hook, dsn: str, tmp_path: Path) -> None:
+    """Fire (both targets told), resolve (/hook told, /hangs never answers it), fire again
+    while that delivery holds the alert, stop: the next receiver tells both "firing"."""
+    hook.hang_on = {("/hangs", "resolved")}
+    data = ["--data-dir", str(tmp_path / "data")]
+    first = serve("--config", write_config(tmp_path, two_targets_rule(hook, "4s")), *data)
+    nginx_errors(first.port("tcp"), "web1", 1)
+    assert wait_for(lambda: statuses(hook) == ["firing", "resolved"]), first.log
+    assert wait_for(lambda: [b["status"] for b in hook.bodies("/hangs")][:2] == [
+        "firing", "resolved"]), first.log
+    nginx_errors(first.port("tcp"), "web1", 1)
+    assert wait_for(lambda: query(dsn, "SELECT status FROM syslog.alert_state") == [
+        ("firing",)]), first.log
+    assert first.stop(signal.SIGTERM) == 0
+    assert statuses(hook) == ["firing", "resolved"]
+    # The stopped delivery's claim ends, as it does two minutes later.
+    query(dsn, "UPDATE syslog.alert_state SET claimed_until = now() - interval '1 second' "
+               "RETURNING rule")
+    config = tmp_path / "longer"
+    config.mkdir()
+    second = serve("--config", write_config(config, two_targets_rule(hook, "60s")), *data)
+    assert wait_for(lambda: statuses(hook) == ["firing", "resolved", "firing"]), second.log
+    assert wait_for(lambda: hook.bodies("/hangs")[-1]["status"] == "firing"), second.log

@@ -3,8 +3,9 @@
 A round's state changes and their history rows are written in one transaction, so that
 the history never misses or doubles a change (tests/test_alerts_evaluate.py::
 test_a_round_writes_state_with_its_history_and_claims_each_notification_once). An owed
-notification (status != notified_status) is claimed (claimed_until) by the receiver
-that sends it, so that two receivers on one database never both send it
+notification (status != notified_status, which is null while a change is being delivered)
+is claimed (claimed_until) by the receiver that sends it, so that two receivers on one
+database never both send it
 (tests/test_alerts_serve.py::test_two_receivers_on_one_database_send_each_notification_once).
 """
 
@@ -90,9 +91,19 @@ def claim_owed(conn: Connection, rules: Sequence[str], now: datetime, hold: floa
                resend: Sequence[str] = (), resend_after: float = 60.0) -> list[AlertState]:
     """The owed notifications of these rules that nobody is sending, claimed for ``hold``
     seconds; and, of the ``resend`` rules, firing alerts last notified more than
-    ``resend_after`` seconds ago (Alertmanager forgets an alert that is not sent again)."""
+    ``resend_after`` seconds ago (Alertmanager forgets an alert that is not sent again).
+
+    Claiming a change sets notified_status to null until mark_notified: from then on some
+    targets may have heard the new status and others not, so if the delivery is cut short
+    (a stop, the database away while it records) and the status flips back meanwhile, the
+    current status is still owed to every target (tests/test_alerts_evaluate.py::
+    test_a_change_claimed_but_never_marked_stays_owed_when_the_status_flips_back,
+    tests/test_alerts_serve.py::
+    test_a_stop_during_a_resolved_delivery_leaves_firing_owed_to_every_target)."""
     sql = f"""
-        UPDATE syslog.alert_state SET claimed_until = %(until)s
+        UPDATE syslog.alert_state SET claimed_until = %(until)s,
+            notified_status = CASE WHEN status IS DISTINCT FROM notified_status THEN NULL
+                                   ELSE notified_status END
         WHERE rule = ANY(%(rules)s)
           AND (claimed_until IS NULL OR claimed_until < %(now)s)
           AND (status IS DISTINCT FROM notified_status

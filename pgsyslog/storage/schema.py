@@ -168,7 +168,7 @@ alert_state = Table(
     Column("last_count", BigInteger, nullable=False, comment="rows matched at that evaluation"),
     Column("samples", JSONB, comment="a few matching rows, as the API shows them"),
     Column("notified_status", Text,
-           comment="the status last handed to the notifiers; differs from status until sent"),
+           comment="the status every target was told; null while a change is delivered"),
     Column("notified_at", TIMESTAMP(timezone=True),
            comment="when notified_status was last delivered (or given up on)"),
     Column("claimed_until", TIMESTAMP(timezone=True),

@@ -37,8 +37,8 @@ def upgrade() -> None:
         sa.Column("samples", postgresql.JSONB,
                   comment="a few matching rows, as the API shows them"),
         sa.Column("notified_status", sa.Text,
-                  comment="the status last handed to the notifiers; differs from status until "
-                          "sent"),
+                  comment="the status every target was told; null while a change is "
+                          "delivered"),
         sa.Column("notified_at", TIMESTAMPTZ,
                   comment="when notified_status was last delivered (or given up on)"),
         sa.Column("claimed_until", TIMESTAMPTZ,
