@@ -92,3 +92,20 @@ def test_patterns_rsyslog_would_refuse_are_config_errors(pattern: str) -> None:
     with pytest.raises(ConfigError, match=r"^tls_permitted_peers: .* is not a host name or "
                                           r"a pattern such as \*\.example\.net"):
         build_config({"tls_permitted_peers": [pattern], "tls_client_ca": "/ca.crt"})
+
+
+def two_cns(first: str, second: str) -> dict[str, Any]:
+    return {"subject": ((("commonName", first),), (("commonName", second),))}
+
+
+@pytest.mark.parametrize("certificate", [
+    cert(cn="\u212aiosk.example.net"),  # a Kelvin sign, which str.lower() makes a k
+    cert(dns=("\u212aiosk.example.net",)),
+    cert(dns=("kİosk.example.net",)),  # a dotted capital I
+    cert(dns=(".example.net",)),  # an empty first label against *.example.net
+    cert(dns=("kiosk..example.net",)),
+    two_cns("evil.example.org", "kiosk.example.net"),  # which CN would it be?
+])
+def test_names_that_only_look_alike_are_no_names(certificate: dict[str, Any]) -> None:
+    assert peer_name(certificate, ("kiosk.example.net", "*.example.net")) == (False, None)
+    assert peer_name(certificate, ())[1] is None

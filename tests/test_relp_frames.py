@@ -137,7 +137,9 @@ def test_a_later_relp_version_is_answered_with_ours() -> None:
 
 
 @pytest.mark.parametrize("offers", [{}, {"relp_version": []}, {"relp_version": ["one"]},
-                                    {"relp_version": ["-1"]}])
+                                    {"relp_version": ["-1"]},
+                                    {"relp_version": ["\u00b2"]},  # a digit to isdigit()
+                                    {"relp_version": ["\u0663"]}])  # an Arabic-Indic 3
 def test_an_open_without_a_relp_version_is_refused(offers: dict[str, list[str]]) -> None:
     with pytest.raises(OpenRefused, match="relp_version"):
         accept_offers(offers, "p")

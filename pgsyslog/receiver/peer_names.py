@@ -9,9 +9,14 @@ starting so). Unlike rsyslog, names are compared without regard to case (DNS nam
 case-insensitive, RFC 4343).
 
 The names of a certificate are its SAN DNS names; its subject CN counts only when it has
-none (RFC 6125 section 6.4.4). rsyslog tries the CN as well when no SAN name matched;
-pgsyslog does not, so that a certificate issued for ``web1.example.net`` cannot pass as
-any name its CA happened to write in the subject.
+none (RFC 6125 section 6.4.4), and only when the subject holds exactly one CN. rsyslog
+tries the CN as well when no SAN name matched; pgsyslog does not, so that a certificate
+issued for ``web1.example.net`` cannot pass as any name its CA happened to write in the
+subject. A name counts only when it is ASCII (internationalised names are written as
+``xn--`` A-labels in certificates) with no empty label: Unicode case folding would let
+``\u212aiosk.example.net`` (a Kelvin sign) pass for ``kiosk.example.net``, and an empty
+label would let ``.example.net`` match ``*.example.net``
+(tests/test_peer_names.py::test_names_that_only_look_alike_are_no_names).
 """
 
 from __future__ import annotations
@@ -40,14 +45,19 @@ def name_matches(pattern: str, name: str) -> bool:
     return all(label_matches(p, n) for p, n in zip(pattern_labels, name_labels, strict=True))
 
 
+def usable_name(name: str) -> bool:
+    return name.isascii() and all(name.split("."))
+
+
 def certificate_names(cert: Mapping[str, Any]) -> list[str]:
     """The names a certificate (as ``SSLObject.getpeercert()`` gives it) stands for:
-    its SAN DNS names, or its subject CNs when it has no SAN DNS name."""
+    its SAN DNS names, or its subject CN when it has no SAN DNS name and one CN."""
     dns = [str(value) for kind, value in cert.get("subjectAltName", ()) if kind == "DNS"]
-    if dns:
-        return dns
-    return [str(value) for rdn in cert.get("subject", ()) for key, value in rdn
-            if key == "commonName"]
+    if not dns:
+        cns = [str(value) for rdn in cert.get("subject", ()) for key, value in rdn
+               if key == "commonName"]
+        dns = cns if len(cns) == 1 else []
+    return [name for name in dns if usable_name(name)]
 
 
 def permitted_name(names: Iterable[str], permitted: Sequence[str]) -> str | None:

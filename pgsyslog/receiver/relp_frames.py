@@ -167,7 +167,7 @@ def accept_offers(offers: Offers, software: str) -> tuple[bytes, bool]:
     of it and ours); ``commands`` is answered with the ones both sides know (syslog).
     """
     version = offers.get("relp_version")
-    if not version or not version[0].isdigit():
+    if not version or not (version[0].isascii() and version[0].isdigit()):
         raise OpenRefused("relp_version offer missing or not a number")
     syslog = "syslog" in offers.get("commands", [])
     answer = [f"relp_version={min(int(version[0]), RELP_VERSION)}",
