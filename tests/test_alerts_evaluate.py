@@ -3,6 +3,7 @@ history written together, owed notifications claimed once, the advisory lock."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -14,7 +15,7 @@ from helpers import query
 from pgsyslog.alerts import store
 from pgsyslog.alerts.counting import count, count_statement, summarize_new_ranges
 from pgsyslog.alerts.engine import ALERTS_LOCK, CLAIM_SECONDS, evaluate_all
-from pgsyslog.alerts.evaluate import AlertState, decide
+from pgsyslog.alerts.evaluate import AlertState, Decision, decide
 from pgsyslog.alerts.notify import describe, targets
 from pgsyslog.alerts.payload import alertmanager_json, notification_json, search_link
 from pgsyslog.alerts.rules import AlertRule, parse_rules
@@ -30,8 +31,12 @@ def rule(**table: object) -> AlertRule:
     return parsed
 
 
-def state(group: str, status: str, notified: str | None, count: int = 0) -> AlertState:
-    return AlertState("r", group, status, T0, T0, count, None, notified)  # type: ignore[arg-type]
+def state(group: str, status: str, notified: str | None, count: int = 0,
+          group_by: str | None = None) -> AlertState:
+    """A state of rule "r"; one of a group (``web1``) is by host unless told otherwise."""
+    by = group_by or ("host" if group else None)
+    return AlertState("r", group, status, T0, T0, count, None, notified,  # type: ignore[arg-type]
+                      group_by=by)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------ decisions
@@ -79,11 +84,41 @@ def test_below_with_group_by_fires_for_known_groups_that_went_quiet() -> None:
     assert decisions["fw3"].state.status == "resolved"  # new, and sending
 
 
+def test_a_change_of_group_by_resolves_the_alerts_of_the_old_grouping() -> None:
+    later = T0 + timedelta(minutes=1)
+    ungrouped = {"": state("", "firing", "firing", 25)}
+    # group_by added: the one alert of the rule resolves; web1 fires on its own.
+    added = {d.state.group: d for d in decide(rule(threshold=20, group_by="host"),
+                                              {"web1": 25}, ungrouped, later)}
+    assert {g: (d.state.status, d.changed, d.state.group_by) for g, d in added.items()} == {
+        "": ("resolved", True, None), "web1": ("firing", True, "host")}
+    assert added[""].state.owed
+    # group_by removed: the hosts' alerts resolve, the rule's one alert is decided anew.
+    by_host = {"web1": state("web1", "firing", "firing", 25),
+               "web2": state("web2", "resolved", "resolved", 1)}
+    removed = {d.state.group: d for d in decide(rule(threshold=20), {"": 3}, by_host, later)}
+    assert {g: (d.state.status, d.changed) for g, d in removed.items()} == {
+        "": ("resolved", False), "web1": ("resolved", True)}
+    # host -> app with below: the known hosts are no apps that went quiet.
+    quiet = rule(below=1, group_by="app")
+    assert [(d.state.group, d.state.status) for d in decide(quiet, {"nginx": 4}, by_host,
+                                                            later)] == [
+        ("nginx", "resolved"), ("web1", "resolved")]
+    # The old grouping's states, once resolved, stay as they are: nothing decides them again.
+    again = decide(rule(threshold=20), {"": 2}, {**by_host, **removed_states(removed)}, later)
+    assert [d.state.group for d in again] == [""]
+
+
+def removed_states(decisions: dict[str, Decision]) -> dict[str, AlertState]:
+    return {g: dataclasses.replace(d.state, notified_status=d.state.status)
+            for g, d in decisions.items()}
+
+
 def test_the_json_document_and_the_alertmanager_alert() -> None:
     r = rule(threshold=20, group_by="host", app="nginx", severity="err",
              notify=["http://hook.example/x"])
     firing = AlertState("r", "web1", "firing", T0, T0 + timedelta(minutes=1), 25,
-                        [{"message": "upstream timed out"}], None)
+                        [{"message": "upstream timed out"}], None, group_by="host")
     document = notification_json(r, firing, "http://logs.example:8514")
     assert document["window"] == 300 and document["count"] == 25
     assert document["since"] == "2026-12-02T05:56:00+00:00"
@@ -95,7 +130,8 @@ def test_the_json_document_and_the_alertmanager_alert() -> None:
     assert alert["labels"] == {"alertname": "r", "source": "pgsyslog", "host": "web1",
                                "severity": "err"}
     assert "endsAt" not in alert and "generatorURL" not in alert
-    resolved = AlertState("r", "web1", "resolved", T0 + timedelta(minutes=6), T0, 0)
+    resolved = AlertState("r", "web1", "resolved", T0 + timedelta(minutes=6), T0, 0,
+                          group_by="host")
     (alert,) = alertmanager_json(r, resolved, None)
     assert alert["endsAt"] == alert["startsAt"] == "2026-12-02T06:06:00+00:00"
 

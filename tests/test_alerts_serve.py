@@ -339,3 +339,25 @@ def test_a_stop_during_a_resolved_delivery_leaves_firing_owed_to_every_target(
     second = serve("--config", write_config(config, two_targets_rule(hook, "60s")), *data)
     assert wait_for(lambda: statuses(hook) == ["firing", "resolved", "firing"]), second.log
     assert wait_for(lambda: hook.bodies("/hangs")[-1]["status"] == "firing"), second.log
+
+
+def test_adding_group_by_to_a_firing_rule_resolves_its_one_alert(
+        serve: Callable[..., ServerProcess], hook: Hook, tmp_path: Path) -> None:
+    data = ["--data-dir", str(tmp_path / "data")]
+    ungrouped = web_errors_rule(hook.url(), window="60s", group_by=False)
+    first = serve("--config", write_config(tmp_path, ungrouped), *data)
+    nginx_errors(first.port("tcp"), "web1")
+    assert wait_for(lambda: statuses(hook) == ["firing"]), first.log
+    assert first.stop(signal.SIGTERM) == 0
+    config = tmp_path / "grouped"
+    config.mkdir()
+    grouped = web_errors_rule(hook.url(), window="60s", group_by=True)
+    second = serve("--config", write_config(config, grouped), *data)
+    expected = [(None, "firing"), (None, "resolved"), ("web1", "firing")]
+    assert wait_for(lambda: sorted(((b["group"], b["status"]) for b in hook.bodies()),
+                                   key=str) == sorted(expected, key=str)), second.log
+    resolved = next(b for b in hook.bodies() if b["status"] == "resolved")
+    assert (resolved["group_by"], resolved["count"]) == (None, 0)
+    metrics = http_get(second, "/metrics")
+    assert 'pgsyslog_alert_firing{group="",rule="web errors"} 0.0' in metrics
+    assert 'pgsyslog_alert_firing{group="web1",rule="web errors"} 1.0' in metrics

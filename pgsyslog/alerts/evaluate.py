@@ -9,10 +9,15 @@ Which groups are looked at:
   seen in the previous evaluations (their alert_state rows) and those matching now. A
   known group that counts under ``below`` fires; one never seen cannot (documented in
   the README's Alerts section; tests/test_alerts_evaluate.py::
-  test_below_with_group_by_fires_for_known_groups_that_went_quiet).
+  test_below_with_group_by_fires_for_known_groups_that_went_quiet);
+- a state of another grouping (group_by added, removed or changed since it was written)
+  counts as none, but if it fires it is the group's state until it resolves, and a firing
+  one that is no group of the rule now resolves (tests/test_alerts_evaluate.py::
+  test_a_change_of_group_by_resolves_the_alerts_of_the_old_grouping).
 
-A notification is owed while ``status != notified_status``; a group seen for the first
-time while resolved owes nothing (tests/test_alerts_evaluate.py).
+A notification is owed while ``status != notified_status`` (null while a change is being
+delivered: store.claim_owed); a group seen for the first time while resolved owes nothing
+(tests/test_alerts_evaluate.py).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from pgsyslog.alerts.rules import AlertRule
+from pgsyslog.alerts.rules import AlertRule, GroupBy
 
 Status = Literal["firing", "resolved"]
 NO_GROUP = ""
@@ -41,6 +46,7 @@ class AlertState:
     samples: list[dict[str, Any]] | None = None
     notified_status: Status | None = None
     notified_at: datetime | None = None
+    group_by: GroupBy | None = None  # the rule's group_by when this state was decided
 
     @property
     def owed(self) -> bool:
@@ -53,15 +59,23 @@ class Decision:
     changed: bool  # the status changed (a history row), or a new firing group
 
 
+def current_grouping(rule: AlertRule, previous: Mapping[str, AlertState]
+                     ) -> dict[str, AlertState]:
+    """The states that can carry on: of the rule's grouping, or firing."""
+    return {g: s for g, s in previous.items()
+            if s.group_by == rule.group_by or s.status == "firing"}
+
+
 def groups_to_check(rule: AlertRule, counts: Mapping[str, int],
                     previous: Mapping[str, AlertState]) -> list[str]:
     if rule.group_by is None:
         return [NO_GROUP]
     known = set(counts)
     if rule.below is not None:
-        known |= set(previous)
+        known |= {g for g, s in previous.items() if s.group_by == rule.group_by}
     else:
-        known |= {g for g, s in previous.items() if s.status == "firing"}
+        known |= {g for g, s in previous.items()
+                  if s.group_by == rule.group_by and s.status == "firing"}
     return sorted(known - {NO_GROUP})
 
 
@@ -71,16 +85,30 @@ def decide_group(rule: AlertRule, group: str, count: int, before: AlertState | N
     if before is None:
         # A group first seen resolved has nothing to tell anyone.
         notified: Status | None = None if status == "firing" else "resolved"
-        state = AlertState(rule.name, group, status, now, now, count, notified_status=notified)
+        state = AlertState(rule.name, group, status, now, now, count, notified_status=notified,
+                           group_by=rule.group_by)
         return Decision(state, changed=status == "firing")
     if before.status == status:
-        return Decision(replace(before, evaluated_at=now, last_count=count), changed=False)
-    state = replace(before, status=status, started_at=now, evaluated_at=now, last_count=count)
+        return Decision(replace(before, evaluated_at=now, last_count=count,
+                                group_by=rule.group_by), changed=False)
+    state = replace(before, status=status, started_at=now, evaluated_at=now, last_count=count,
+                    group_by=rule.group_by)
+    return Decision(state, changed=True)
+
+
+def resolve_regrouped(before: AlertState, now: datetime) -> Decision:
+    """A firing alert of a grouping the rule no longer has: nothing counts it any more."""
+    state = replace(before, status="resolved", started_at=now, evaluated_at=now, last_count=0)
     return Decision(state, changed=True)
 
 
 def decide(rule: AlertRule, counts: Mapping[str, int], previous: Mapping[str, AlertState],
            now: datetime) -> list[Decision]:
     """Each group's new state; ``counts`` holds the groups that matched (others: 0)."""
-    return [decide_group(rule, group, counts.get(group, 0), previous.get(group), now)
-            for group in groups_to_check(rule, counts, previous)]
+    checked = groups_to_check(rule, counts, previous)
+    carried = current_grouping(rule, previous)
+    decisions = [decide_group(rule, group, counts.get(group, 0), carried.get(group), now)
+                 for group in checked]
+    return decisions + [resolve_regrouped(s, now) for g, s in sorted(previous.items())
+                        if g not in checked and s.group_by != rule.group_by
+                        and s.status == "firing"]

@@ -36,8 +36,8 @@ def search_link(base: str | None, rule: AlertRule, state: AlertState) -> str | N
     for key, value in rule.filter_text.items():
         values = value if isinstance(value, list) else [value]
         params += [(key, str(v)) for v in values]
-    if rule.group_by is not None and state.group != NO_GROUP:
-        params.append((rule.group_by, state.group))
+    if state.group_by is not None and state.group != NO_GROUP:
+        params.append((state.group_by, state.group))
     params += [("since", since.isoformat()), ("until", state.evaluated_at.isoformat())]
     return f"{base.rstrip('/')}/?{urllib.parse.urlencode(params)}"
 
@@ -47,8 +47,8 @@ def notification_json(rule: AlertRule, state: AlertState, base: str | None) -> d
     return {
         "rule": rule.name,
         "status": state.status,
-        "group_by": rule.group_by,
-        "group": state.group if rule.group_by else None,
+        "group_by": state.group_by,
+        "group": state.group if state.group_by else None,
         "count": state.last_count,
         "window": rule.window,
         "threshold": rule.threshold,
@@ -63,15 +63,15 @@ def notification_json(rule: AlertRule, state: AlertState, base: str | None) -> d
 
 
 def _summary(rule: AlertRule, state: AlertState) -> str:
-    where = f" for {rule.group_by} {state.group}" if rule.group_by else ""
+    where = f" for {state.group_by} {state.group}" if state.group_by else ""
     return (f"{rule.name}{where}: {state.last_count} row(s) in the last "
             f"{rule.condition.split(' in ', 1)[1]} ({rule.condition}): {state.status}")
 
 
 def _labels(rule: AlertRule, state: AlertState) -> dict[str, str]:
     labels = {"alertname": rule.name, "source": "pgsyslog"}
-    if rule.group_by is not None:
-        labels[rule.group_by] = state.group
+    if state.group_by is not None:
+        labels[state.group_by] = state.group
     if rule.filters.severity is not None:
         labels["severity"] = severity_label(label_severity(rule))
     return labels

@@ -25,7 +25,7 @@ from pgsyslog.alerts.evaluate import AlertState, Decision, Status
 Connection = psycopg.Connection[Any]
 
 _STATE_COLUMNS = ("rule, group_key AS group, status, started_at, evaluated_at, last_count, "
-                  "samples, notified_status, notified_at")
+                  "samples, notified_status, notified_at, group_by")
 
 
 def _state(row: dict[str, Any]) -> AlertState:
@@ -50,11 +50,11 @@ def load_states(conn: Connection, rules: Sequence[str] | None = None
 
 _UPSERT = """
     INSERT INTO syslog.alert_state AS s (rule, group_key, status, started_at, evaluated_at,
-                                         last_count, samples, notified_status)
+                                         last_count, samples, notified_status, group_by)
     VALUES (%(rule)s, %(group)s, %(status)s, %(started_at)s, %(evaluated_at)s, %(count)s,
-            %(samples)s, %(notified_status)s)
+            %(samples)s, %(notified_status)s, %(group_by)s)
     ON CONFLICT (rule, group_key) DO UPDATE SET
-        status = excluded.status, started_at = excluded.started_at,
+        status = excluded.status, started_at = excluded.started_at, group_by = excluded.group_by,
         evaluated_at = excluded.evaluated_at, last_count = excluded.last_count,
         samples = coalesce(excluded.samples, s.samples)
 """
@@ -69,7 +69,7 @@ def _params(state: AlertState) -> dict[str, Any]:
             "started_at": state.started_at, "evaluated_at": state.evaluated_at,
             "count": state.last_count,
             "samples": None if state.samples is None else Jsonb(state.samples),
-            "notified_status": state.notified_status}
+            "notified_status": state.notified_status, "group_by": state.group_by}
 
 
 def write_decisions(conn: Connection, decisions: Sequence[Decision]) -> None:

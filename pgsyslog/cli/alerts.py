@@ -61,7 +61,7 @@ def rule_lines(rule: AlertRule, states: dict[str, AlertState]) -> list[str]:
     if not states:
         lines.append("  not evaluated yet")
     for state in sorted(states.values(), key=lambda s: (s.status != "firing", s.group)):
-        group = f"{rule.group_by} {state.group}: " if rule.group_by else ""
+        group = f"{state.group_by} {state.group}: " if state.group_by else ""
         owed = "" if not state.owed else " (notification pending)"
         lines.append(f"  {group}{state.status} since {_when(state.started_at)}, "
                      f"{state.last_count} row(s) at {_when(state.evaluated_at)}{owed}")
@@ -135,7 +135,7 @@ def dry_run(conn: Any, rule: AlertRule, config: Config
 
 def decision_line(rule: AlertRule, decision: Decision) -> str:
     state = decision.state
-    group = f" {rule.group_by} {state.group}" if rule.group_by else ""
+    group = f" {state.group_by} {state.group}" if state.group_by else ""
     if decision.changed or state.owed:
         sends = f"would notify {len(rule.notify)} target(s)"
     else:

@@ -33,7 +33,7 @@ METRICS_DB_WAIT = 2.0
 
 _STATES_SQL = """
     SELECT rule, group_key AS group, status, started_at, evaluated_at, last_count, samples,
-           notified_status, notified_at
+           notified_status, notified_at, group_by
     FROM syslog.alert_state WHERE rule = ANY(%s)
     ORDER BY status = 'firing' DESC, rule, group_key
 """

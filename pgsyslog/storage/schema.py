@@ -159,6 +159,8 @@ alert_state = Table(
     Column("rule", Text, nullable=False, comment="the rule's name"),
     Column("group_key", Text, nullable=False, server_default=text("''"),
            comment="the group_by value (host or app); empty without group_by"),
+    Column("group_by", Text, CheckConstraint("group_by IN ('host', 'app')"),
+           comment="the rule's group_by when the state was decided; null without"),
     Column("status", Text, CheckConstraint("status IN ('firing', 'resolved')"),
            nullable=False, comment="firing or resolved"),
     Column("started_at", TIMESTAMP(timezone=True), nullable=False,

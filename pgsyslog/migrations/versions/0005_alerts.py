@@ -26,6 +26,8 @@ def upgrade() -> None:
         sa.Column("rule", sa.Text, nullable=False, comment="the rule's name"),
         sa.Column("group_key", sa.Text, nullable=False, server_default=sa.text("''"),
                   comment="the group_by value (host or app); empty without group_by"),
+        sa.Column("group_by", sa.Text, sa.CheckConstraint("group_by IN ('host', 'app')"),
+                  comment="the rule's group_by when the state was decided; null without"),
         sa.Column("status", sa.Text, sa.CheckConstraint("status IN ('firing', 'resolved')"),
                   nullable=False, comment="firing or resolved"),
         sa.Column("started_at", TIMESTAMPTZ, nullable=False,
