@@ -7,7 +7,12 @@ test_a_target_that_hangs_does_not_hold_up_ingestion). Every attempt has a timeou
 BACKOFF_MAX, ATTEMPTS times in all; then the notification is given up
 (tests/test_alerts_serve.py::test_a_target_answering_500_is_retried_and_every_attempt_is_recorded).
 At most MAX_DELIVERIES are in flight; one over that stays owed and claimed, and is taken
-up again when its claim ends."""
+up again when its claim ends.
+
+A redirect is not followed: a 3xx is a failed attempt
+(tests/test_alerts_serve.py::test_a_redirect_is_a_failed_attempt_and_is_not_followed). The
+log and alert_notifications name a target by its origin only, never its user, password,
+path or query (::test_the_secret_of_a_notify_url_reaches_neither_the_log_nor_the_database)."""
 
 from __future__ import annotations
 
