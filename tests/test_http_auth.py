@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import urllib.parse
 from http.cookies import SimpleCookie
 from typing import Any
@@ -21,7 +22,15 @@ from http_client import (
     request,
     settled_log,
 )
-from pgsyslog.http.auth import COOKIE, SESSION_SECONDS, Sessions, bearer_credentials
+from pgsyslog.http.auth import (
+    COOKIE,
+    MAX_FAILURES,
+    SESSION_SECONDS,
+    LoginFailures,
+    Sessions,
+    bearer_credentials,
+    session_key,
+)
 from pgsyslog.http.errors import scrubbed
 from stored import insert, record
 
@@ -66,22 +75,32 @@ def test_the_bearer_scheme_is_case_insensitive_and_the_token_exact(dsn: str) -> 
 # -------------------------------------------------------------------------- sessions
 
 
-def test_sessions_expire_and_the_oldest_goes_first() -> None:
-    now = [1000.0]
-    sessions = Sessions(seconds=60, limit=3, clock=lambda: now[0])
-    first, second, third = sessions.open(), sessions.open(), sessions.open()
-    assert len({first, second, third}) == 3 and len(first) >= 40
-    assert all(sessions.valid(s) for s in (first, second, third))
-    fourth = sessions.open()
-    assert not sessions.valid(first) and sessions.valid(fourth)
-    now[0] += 59
-    assert sessions.valid(second)
-    now[0] += 1
-    assert not sessions.valid(second) and not sessions.valid(fourth)
-    assert not sessions.valid(None) and not sessions.valid("")
-    fifth = sessions.open()
-    sessions.close(fifth)
-    assert not sessions.valid(fifth)
+def test_a_session_cookie_holds_its_expiry_and_a_mac_of_the_token() -> None:
+    now = [1_000_000.0]
+    sessions = Sessions(session_key(TOKEN), seconds=60, clock=lambda: now[0])
+    first, second = sessions.open(), sessions.open()
+    assert first != second and first.startswith("1000060.")
+    assert sessions.valid(first) and sessions.valid(second)
+    restarted = Sessions(session_key(TOKEN), seconds=60, clock=lambda: now[0])
+    assert restarted.valid(first)  # no state: another process with the token takes it
+    assert not Sessions(session_key(TOKEN + "x"), clock=lambda: now[0]).valid(first)
+    expires, nonce, mac = first.split(".")
+    for forged in (f"9999999.{nonce}.{mac}", f"{expires}.{nonce}x.{mac}",
+                   f"{expires}.{nonce}.{mac[:-1]}0", f"{expires}.{nonce}", "", None,
+                   "a.b.c", "\udcff.\u00e9.x", f"{first}.x"):
+        assert not sessions.valid(forged), forged
+    sessions.close(first)
+    assert not sessions.valid(first) and sessions.valid(second)
+    now[0] += 60
+    assert not sessions.valid(second)
+
+
+def test_a_logout_remembers_a_bounded_number_of_sessions() -> None:
+    sessions = Sessions(session_key(TOKEN), revoked_limit=2)
+    cookies = [sessions.open() for _ in range(3)]
+    for cookie in cookies:
+        sessions.close(cookie)
+    assert [sessions.valid(c) for c in cookies] == [True, False, False]  # the oldest went
 
 
 def test_a_login_gives_a_cookie_that_every_api_endpoint_takes(dsn: str) -> None:
@@ -144,6 +163,112 @@ def test_a_logout_ends_the_session(dsn: str) -> None:
         assert get(server.port, "/api/search", headers=cookie).status == 401  # gone server-side
 
 
+def logged_in(port: int, token: str = TOKEN) -> dict[str, str]:
+    reply = login(port, json.dumps({"token": token}).encode(), "application/json")
+    assert reply.status == 200, reply.text
+    return {"Cookie": f"{COOKIE}={session_cookie(reply)[COOKIE].value}"}
+
+
+def test_a_session_survives_a_restart_and_a_new_token_ends_it(serve: Any) -> None:
+    first = serve("--tcp", "127.0.0.1:0", "--http-token", TOKEN)
+    assert "shorter than" in settled_log(first)
+    cookie = logged_in(first.port("http"))
+    assert get(first.port("http"), "/api/search", headers=cookie).status == 200
+    first.stop()
+    again = serve("--tcp", "127.0.0.1:0", "--http-token", TOKEN)
+    assert get(again.port("http"), "/api/search", headers=cookie).status == 200
+    assert get(again.port("http"), "/", headers=cookie).status == 200  # the console too
+    other = serve("--tcp", "127.0.0.1:0", "--http-token", TOKEN + "-and-now-longer")
+    assert "shorter than" not in settled_log(other)
+    assert get(other.port("http"), "/api/search", headers=cookie).status == 401
+
+
+def ended_within(stream: EventStream, seconds: float) -> bool:
+    """The server ended the stream within ``seconds`` (keep-alives may come meanwhile)."""
+    deadline = time.monotonic() + seconds
+    assert stream.conn.sock is not None
+    while (left := deadline - time.monotonic()) > 0:
+        stream.conn.sock.settimeout(left)
+        try:
+            if not stream.response.readline():
+                return True
+        except TimeoutError:
+            return False
+    return False
+
+
+def test_a_logout_ends_the_open_live_tails_of_its_session(dsn: str) -> None:
+    with local_server(dsn, TOKEN) as server:
+        cookie = logged_in(server.port)
+        other = logged_in(server.port)
+        streams = [EventStream(server.port, "/api/tail", c) for c in (cookie, other)]
+        try:
+            for stream in streams:
+                stream.wait_open()
+            assert request(server.port, "POST", "/api/logout", cookie).status == 200
+            assert ended_within(streams[0], 20)  # its next read comes within KEEPALIVE
+            assert not ended_within(streams[1], 1)
+            assert get(server.port, "/api/search", headers=other).status == 200
+        finally:
+            for stream in streams:
+                stream.close()
+
+
+CROSS_SITE = [{"Origin": "http://evil.example"}, {"Origin": "null"},
+              {"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"}]
+
+
+def test_login_and_logout_refuse_cross_site_requests(dsn: str) -> None:
+    body = json.dumps({"token": TOKEN}).encode()
+    with local_server(dsn, TOKEN) as server:
+        port = server.port
+        same = {"Origin": f"http://127.0.0.1:{port}", "Sec-Fetch-Site": "same-origin"}
+        cookie = logged_in(port)
+        for headers in CROSS_SITE:
+            reply = request(port, "POST", "/api/login",
+                            {"Content-Type": "application/json", **headers}, body)
+            assert (reply.status, "Set-Cookie" in reply.headers) == (403, False), headers
+            assert reply.body == {"error": "cross-site requests may not log in or out"}
+            reply = request(port, "POST", "/api/logout", {**cookie, **headers})
+            assert reply.status == 403, headers
+        assert get(port, "/api/search", headers=cookie).status == 200  # still logged in
+        reply = request(port, "POST", "/api/login",
+                        {"Content-Type": "application/json", **same}, body)
+        assert reply.status == 200
+        assert request(port, "POST", "/api/logout", {**cookie, **same}).status == 200
+        assert get(port, "/api/search", headers=cookie).status == 401
+
+
+def test_login_failures_are_counted_per_address_and_logged_once_a_window() -> None:
+    now = [0.0]
+    failures = LoginFailures(limit=3, window=60, clock=lambda: now[0])
+    assert [failures.failed("a") for _ in range(3)] == [1, None, None]
+    assert failures.retry_after("a") == 60 and failures.retry_after("b") is None
+    now[0] = 30.0
+    assert failures.retry_after("a") == 30
+    now[0] = 60.0
+    assert failures.retry_after("a") is None  # the first three are a window old
+    assert failures.failed("a") == 3  # a line again: the two unlogged and this one
+
+
+def test_failed_logins_are_limited_and_logged_once_a_minute(
+        dsn: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="pgsyslog.http.auth")
+    wrong = json.dumps({"token": "wrong-Guess-77"}).encode()
+    with local_server(dsn, TOKEN) as server:
+        statuses = [login(server.port, wrong, "application/json").status
+                    for _ in range(MAX_FAILURES)]
+        assert statuses == [401] * MAX_FAILURES
+        for body in (wrong, json.dumps({"token": TOKEN}).encode()):
+            reply = login(server.port, body, "application/json")
+            assert reply.status == 429 and "try again in" in reply.body["error"]
+            assert 1 <= int(reply.headers["Retry-After"]) <= 60
+        assert get(server.port, "/api/search", token=TOKEN).status == 200  # bearers go on
+    lines = [r.getMessage() for r in caplog.records if r.name == "pgsyslog.http.auth"]
+    assert lines == ["login with a wrong token from 127.0.0.1 (1 since the last such line)"]
+    assert "wrong-Guess-77" not in caplog.text and TOKEN not in caplog.text
+
+
 def test_without_a_token_login_is_not_needed(dsn: str) -> None:
     with local_server(dsn) as server:
         reply = login(server.port, b'{"token": "anything"}', "application/json")
@@ -165,6 +290,7 @@ def test_the_token_never_reaches_the_log(serve: Any) -> None:
     login(port, json.dumps({"token": "wrong-Guess-77"}).encode(), "application/json")
     login(port, json.dumps({"token": TOKEN}).encode(), "application/json")
     log = settled_log(server)
+    assert "http_token is shorter than 16 characters" in log  # TOKEN has 12
     assert "Error handling request" in log  # the refused header was logged, in one line
     for secret in (TOKEN, "wrong-Guess-77"):
         assert secret not in log

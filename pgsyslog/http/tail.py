@@ -19,6 +19,9 @@ inserted by hand follow storage/follow.py's rules). After a long filtered silenc
 reconnect reads again only what came since the last keep-alive, about KEEPALIVE seconds
 (tests/test_tail_position.py::test_a_filtered_stream_moves_its_position_while_quiet).
 
+A stream whose session cookie was logged out (or expired) ends at its next read, within
+KEEPALIVE seconds (test_http_auth.py::test_a_logout_ends_the_open_live_tails_of_its_session).
+
 A client that stops reading is dropped once a write has waited http_stream_timeout
 seconds for it, which frees its slot and its database connection
 (test_http_limits.py::test_a_tail_client_that_stops_reading_is_dropped). The
@@ -38,7 +41,7 @@ from typing import TypeVar
 import psycopg
 from aiohttp import web
 
-from pgsyslog.http.context import CLOSING, DATABASE, LIMITS, STATE, STREAMS
+from pgsyslog.http.context import AUTH, CLOSING, DATABASE, LIMITS, STATE, STREAMS
 from pgsyslog.http.encoding import events
 from pgsyslog.http.errors import bad_request, describe, unavailable
 from pgsyslog.http.params import (
@@ -165,8 +168,8 @@ async def _stream(request: web.Request, response: web.StreamResponse, follower: 
         held, last_write = follower.resume_after, time.monotonic()
         while True:
             new = await _unless_closing(closing, follower.poll(KEEPALIVE))
-            if new is None:
-                break
+            if new is None or not request.app[AUTH].allows(request):
+                break  # the server stops, or the session logged out or expired
             if new:
                 await _send(response, await asyncio.to_thread(
                     _rows_then_position, new, follower, held), timeout)

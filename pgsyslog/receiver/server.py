@@ -490,6 +490,7 @@ class Receiver:
         if endpoint is None:
             return None
         from pgsyslog.http import start_http
+        from pgsyslog.http.auth import MIN_TOKEN_LENGTH
 
         try:
             https = https_context_from_config(self.config)
@@ -512,6 +513,9 @@ class Receiver:
             log.warning("the HTTP API on %s listens beyond this machine without HTTPS: "
                         "http_token travels in clear text; set http_tls_cert and "
                         "http_tls_key, or listen on 127.0.0.1 and use an SSH tunnel", endpoint)
+        if self.config.http_token and len(self.config.http_token) < MIN_TOKEN_LENGTH:
+            log.warning("http_token is shorter than %d characters: a guess may find it; "
+                        "use a long random one (openssl rand -hex 24)", MIN_TOKEN_LENGTH)
         if not self.config.http_token and not is_loopback(endpoint.host):
             log.warning("the HTTP API on %s is open to the network without http_token: anyone "
                         "who reaches it can read every message; set http_token, or listen "
