@@ -33,7 +33,7 @@ trap 'die "unexpected failure at line $LINENO: $BASH_COMMAND"' ERR
 trap '[ -z "$WORK" ] || rm -rf "$WORK"' EXIT
 
 usage() {
-    sed -n '9,15s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    sed -n '/^# usage:/,/^# Environment:/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 ROOT=""
@@ -45,7 +45,9 @@ parse_args() {
     while [ $# -gt 0 ]; do
         case "$1" in
             --root|--source|--version)
-                [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value (see --help)"
+                if [ $# -lt 2 ] || [ -z "$2" ]; then
+                    die "$1 needs a value (see --help)"
+                fi
                 case "$1" in
                     --root) ROOT=$2 ;;
                     --source) SOURCE=$2 ;;
@@ -59,11 +61,11 @@ parse_args() {
     [ -z "$SOURCE" ] || [ -z "$VERSION" ] || die "give --source or --version, not both"
 }
 
-# Where everything goes; with --root, below that directory.
+# Where everything goes; with --root, below that directory (made only once the source is
+# known to be good: make_root).
 set_paths() {
     if [ -n "$ROOT" ]; then
-        mkdir -p -- "$ROOT" 2>/dev/null || die "cannot create --root $ROOT"
-        ROOT=$(cd -- "$ROOT" && pwd)
+        ROOT=$(realpath -m -- "$ROOT")
         [ "$ROOT" != / ] || ROOT=""
     fi
     VENV=$ROOT/opt/pgsyslog
@@ -87,11 +89,13 @@ quietly() {
     fi
 }
 
-# The line of a command's output that says why it failed: pip's last ERROR, else the last.
+# The line of a command's output that says why it failed: pip's last ERROR, else the last
+# (but not tar's closing summary, which names no file).
 cause_in() {
     local cause
     cause=$(grep -E '^\s*ERROR:' "$1" | tail -n 1 || true)
-    [ -n "$cause" ] || cause=$(grep -v '^\s*$' "$1" | tail -n 1 || true)
+    [ -n "$cause" ] || cause=$(grep -v -e '^\s*$' -e '^tar: Exiting with failure status' \
+        -e '^tar: Error is not recoverable' "$1" | tail -n 1 || true)
     printf '%s\n' "${cause#"${cause%%[![:space:]]*}"}"
 }
 
@@ -113,24 +117,99 @@ check_prerequisites() {
         || die "$PYTHON cannot make a virtual environment: apt install python3-venv"
 }
 
-# What pip installs: a copy of a checkout (so no build files land in it), a file, or a
-# version from the index.
+# What pip installs: a copy of a checkout (so no build files land in it), a wheel or sdist
+# (checked here, before anything is made), or a version from the index.
 choose_package() {
     if [ -n "$VERSION" ]; then
         PACKAGE="pgsyslog==$VERSION"
         return
     fi
     local source=${SOURCE:-$(dirname "$HERE")}
+    [ -e "$source" ] || die "--source $source does not exist"
     if [ -f "$source" ]; then
-        PACKAGE=$(cd -- "$(dirname -- "$source")" && pwd)/$(basename -- "$source")
+        check_archive "$source"
+        PACKAGE=$(realpath -- "$source")
         return
     fi
-    [ -f "$source/pyproject.toml" ] && [ -d "$source/pgsyslog" ] \
-        || die "$source is not a pgsyslog checkout: give --source DIR|FILE or --version X"
+    if [ ! -f "$source/pyproject.toml" ] || [ ! -d "$source/pgsyslog" ]; then
+        die "$source is not a pgsyslog checkout: give --source DIR|FILE or --version X"
+    fi
     mkdir "$WORK/src"
-    tar -C "$source" --exclude=./.git --exclude=./.venv --exclude=./build --exclude=./dist \
-        --exclude='*.egg-info' --exclude=__pycache__ -cf - . | tar -C "$WORK/src" -xf -
+    quietly "copying the checkout $source" copy_checkout "$source" "$WORK/src"
     PACKAGE=$WORK/src
+}
+
+# Left behind: what git, the venv, builds, linters and test runners keep in a checkout.
+# pip needs none of it, and tools rewrite their caches while they run (tar: "file changed
+# as we read it"; tests/test_packaging.py::test_build_files_and_caches_are_not_copied).
+CHECKOUT_EXCLUDES=(--exclude=./.git --exclude=./.venv --exclude=./build --exclude=./dist
+    --exclude=.mypy_cache --exclude=.pytest_cache --exclude=.ruff_cache --exclude=.hypothesis
+    --exclude='*.egg-info' --exclude=__pycache__)
+
+copy_checkout() {
+    tar -C "$1" "${CHECKOUT_EXCLUDES[@]}" -cf - . | tar -C "$2" -xf -
+}
+
+# A wheel or sdist whose metadata names pgsyslog; else one line saying what it is instead.
+check_archive() {
+    local problem
+    problem=$(archive_problem "$1")
+    [ -z "$problem" ] || die "$1 is not a pgsyslog wheel or sdist: $problem"
+}
+
+archive_problem() {
+    "$PYTHON" -I - "$1" 2>&1 <<'EOF' | tail -n 1
+import email.parser, re, sys, tarfile, zipfile
+
+
+def named(metadata: bytes) -> str:
+    name = email.parser.BytesHeaderParser().parsebytes(metadata).get("Name", "")
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def wheel_name(path: str) -> str:
+    if not zipfile.is_zipfile(path):
+        raise ValueError("not a zip archive, as a wheel is")
+    with zipfile.ZipFile(path) as wheel:
+        for member in wheel.namelist():
+            if re.fullmatch(r"[^/]+\.dist-info/METADATA", member):
+                return named(wheel.read(member))
+    raise ValueError("no .dist-info/METADATA in it")
+
+
+def sdist_name(path: str) -> str:
+    if not tarfile.is_tarfile(path):
+        raise ValueError("not a tar archive, as an sdist is")
+    with tarfile.open(path) as sdist:
+        for member in sdist:
+            if re.fullmatch(r"[^/]+/PKG-INFO", member.name) and member.isfile():
+                return named(sdist.extractfile(member).read())
+    raise ValueError("no PKG-INFO in it")
+
+
+def name_of(path: str) -> str:
+    if path.endswith(".whl"):
+        return wheel_name(path)
+    if path.endswith(".tar.gz"):
+        return sdist_name(path)
+    raise ValueError("its name ends in neither .whl nor .tar.gz")
+
+
+try:
+    name = name_of(sys.argv[1])
+    if name != "pgsyslog":
+        print(f"it is the package {name!r}" if name else "its metadata names no package")
+except ValueError as problem:
+    print(problem)
+except Exception as error:
+    print(f"cannot read it: {error}")
+EOF
+}
+
+# Only now is --root made: a source that will not install leaves nothing behind
+# (tests/test_packaging.py::test_a_file_that_is_not_a_pgsyslog_package_makes_nothing).
+make_root() {
+    [ -z "$ROOT" ] || mkdir -p -- "$ROOT" 2>/dev/null || die "cannot create --root $ROOT"
 }
 
 installed_version() {
@@ -185,15 +264,36 @@ make_venv() {
     point_scripts_at_target
 }
 
-# With --root the venv is to run as /opt/pgsyslog: pip wrote $VENV/bin/python into each
-# script's first line, which only exists on this machine.
+# With --root the venv is to run as /opt/pgsyslog, but venv and pip wrote $VENV into it:
+# into each script's first line, as "#!$VENV/bin/python", or, where that path holds a space
+# or is too long for a shebang (127 bytes), as "#!/bin/sh" and a line that execs
+# "$VENV/bin/python"; and into bin/activate* and pyvenv.cfg. All of them are made to name
+# /opt/pgsyslog (tests/test_packaging.py::test_scripts_name_the_target_not_the_build_root).
 point_scripts_at_target() {
     [ -n "$ROOT" ] || return 0
-    local script
-    for script in "$VENV"/bin/*; do
-        [ -f "$script" ] && [ ! -L "$script" ] || continue
-        sed -i "1s|^#!$VENV/bin/|#!/opt/pgsyslog/bin/|" "$script"
-    done
+    quietly "pointing $VENV at /opt/pgsyslog" rename_venv "$VENV" /opt/pgsyslog
+}
+
+rename_venv() {
+    "$PYTHON" -I - "$1" "$2" <<'EOF'
+import os, re, sys
+from pathlib import Path
+
+venv, built, target = Path(sys.argv[1]), os.fsencode(sys.argv[1]), os.fsencode(sys.argv[2])
+# distlib's form: #!/bin/sh, '''exec' "<python>" "$0" "$@", ' ''' (quotes when a space).
+sh_form = re.compile(rb"#!/bin/sh\n'''exec' (\"?)" + re.escape(built)
+                     + rb"(/bin/[^\"\s]+)\1(.*?) \"\$0\" \"\$@\"\n' '''\n")
+for path in [*(venv / "bin").iterdir(), venv / "pyvenv.cfg"]:
+    if path.is_symlink() or not path.is_file():
+        continue
+    text = path.read_bytes()
+    if b"\0" in text or built not in text:
+        continue
+    found = sh_form.match(text)
+    if found:  # the target's path is short and has no space: a plain shebang fits
+        text = b"#!" + target + found[2] + found[3] + b"\n" + text[found.end():]
+    path.write_bytes(text.replace(built, target))
+EOF
 }
 
 install_config() {
@@ -228,6 +328,7 @@ main() {
     WORK=$(mktemp -d)
     local before after
     choose_package
+    make_root
     before=$(installed_version)
     make_user
     make_directories

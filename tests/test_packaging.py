@@ -3,22 +3,29 @@
 install.sh runs for real, twice, into a temporary root: first from a copy of this work tree
 that calls itself 0.0.1 (the full install: a venv, pip installing every dependency), then
 from the work tree (an upgrade in place). `systemd-analyze` rates and verifies the unit
-against that root. The last two tests boot a throw-away container (systemd-nspawn over
-this machine's /usr, with its own network namespace) and run the installed pgsyslog under
-the hardened unit: with its embedded PostgreSQL, receiving on port 514, reloaded and
-stopped; and with a bad setting, which must be one journal line and no restart loop.
+against that root. Installs into roots with a space or a long path must still run at
+/opt/pgsyslog (mounted there, the build root hidden); an install as user nobody shows which
+files of a checkout are copied; a bad source is refused before anything is made.
+The last two tests boot a throw-away container (systemd-nspawn over this machine's /usr,
+with its own network namespace) and run the installed pgsyslog under the hardened unit:
+with its embedded PostgreSQL, receiving on port 514, reloaded and stopped; and with a bad
+setting, which must be one journal line and no restart loop.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import pwd
 import re
 import shlex
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,12 +40,15 @@ INSTALL_SH = PACKAGING / "install.sh"
 UNIT = PACKAGING / "pgsyslog.service"
 SYSTEMD_ANALYZE = "/usr/bin/systemd-analyze"
 NSPAWN = "/usr/bin/systemd-nspawn"
+SETPRIV = "/usr/bin/setpriv"
 INSTALL_TIMEOUT = 600  # seconds: pip installs every dependency on the first run
 OLD_VERSION = "0.0.1"
 
 
-def run(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+def run(args: list[str], timeout: float = 120,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, env=env,
+                          check=False)
 
 
 def need_systemd_analyze() -> None:
@@ -119,10 +129,13 @@ class Installed:
         return self.root / "etc/pgsyslog"
 
 
+NOT_COPIED = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__",
+                                    ".*_cache", ".hypothesis")
+
+
 def old_checkout(destination: Path) -> Path:
     """A copy of this work tree whose pgsyslog says it is OLD_VERSION."""
-    shutil.copytree(REPO, destination, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache"))
+    shutil.copytree(REPO, destination, ignore=NOT_COPIED)
     init = destination / "pgsyslog/__init__.py"
     text = init.read_text()
     assert '__version__ = "' in text
@@ -130,20 +143,23 @@ def old_checkout(destination: Path) -> Path:
     return destination
 
 
-def install(root: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return run(["bash", str(INSTALL_SH), "--root", str(root), *extra], timeout=INSTALL_TIMEOUT)
+def install(root: Path, *extra: str, temp: Path) -> subprocess.CompletedProcess[str]:
+    """install.sh --root ROOT, with its work directory and any kept log in temp."""
+    temp.mkdir(exist_ok=True)
+    return run(["bash", str(INSTALL_SH), "--root", str(root), *extra], timeout=INSTALL_TIMEOUT,
+               env={**os.environ, "TMPDIR": str(temp)})
 
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     base = tmp_path_factory.mktemp("packaging")
     root = base / "root"
-    first = install(root, "--source", str(old_checkout(base / "old-src")))
+    first = install(root, "--source", str(old_checkout(base / "old-src")), temp=base / "tmp")
     assert first.returncode == 0, first.stdout + first.stderr
     operator_line = "# edited by the operator: keep me\n"
     with (root / "etc/pgsyslog/pgsyslog.toml").open("a") as fh:
         fh.write(operator_line)
-    second = install(root)
+    second = install(root, temp=base / "tmp")
     assert second.returncode == 0, second.stdout + second.stderr
     return Installed(root, first, second, operator_line)
 
@@ -197,6 +213,73 @@ def test_installed_example_config_is_valid(installed: Installed, tmp_path: Path)
     assert "configuration is valid" in result.stdout
 
 
+# Run as the target runs it: in a mount namespace of its own, the venv mounted at
+# /opt/pgsyslog and the directory it was built in covered by an empty tmpfs.
+AS_TARGET = """set -e
+mount -t tmpfs tmpfs /opt
+mkdir /opt/pgsyslog
+mount --bind "$1" /opt/pgsyslog
+mount -t tmpfs tmpfs "$2"
+shift 2
+exec "$@"
+"""
+
+
+def need_mount_namespace() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount the venv at /opt/pgsyslog in a mount namespace")
+    reason = missing_reason(["unshare"], ["util-linux"])
+    if reason:
+        pytest.skip(reason)
+
+
+def run_as_target(venv: Path, build_dir: Path, *command: str) -> subprocess.CompletedProcess[str]:
+    return run(["unshare", "--mount", "sh", "-c", AS_TARGET, "sh", str(venv), str(build_dir),
+                *command])
+
+
+def files_naming(directory: Path, text: str) -> list[str]:
+    """Files below directory that contain text (bytecode aside: Python sets its paths anew
+    when it loads it)."""
+    needle = os.fsencode(text)
+    return sorted(str(path.relative_to(directory)) for path in directory.rglob("*")
+                  if path.is_file() and not path.is_symlink()
+                  and "__pycache__" not in path.parts and needle in path.read_bytes())
+
+
+def assert_runs_as_target(root: Path) -> None:
+    venv = root / "opt/pgsyslog"
+    assert files_naming(venv, str(root)) == []
+    first_lines = {path.name: path.read_bytes().split(b"\n", 1)[0]
+                   for path in (venv / "bin").iterdir()
+                   if not path.is_symlink() and path.read_bytes().startswith(b"#!")}
+    assert {"pgsyslog", "pip"} <= first_lines.keys()
+    assert all(line.startswith(b"#!/opt/pgsyslog/bin/python") for line in first_lines.values()), \
+        first_lines
+    for command, says in (("pgsyslog", "pgsyslog, version "), ("pip", " from /opt/pgsyslog/")):
+        ran = run_as_target(venv, root.parent, f"/opt/pgsyslog/bin/{command}", "--version")
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        assert says in ran.stdout
+
+
+def test_installed_scripts_run_where_the_root_is_mounted(installed: Installed) -> None:
+    need_mount_namespace()
+    assert_runs_as_target(installed.root)
+
+
+# pip writes "#!/bin/sh" and an exec line naming the build path when that path has a space
+# or the interpreter's path is longer than a shebang may be (127 bytes).
+@pytest.mark.parametrize("root_name", ["root with space", "long-" + "d" * 120 + "/root"],
+                         ids=["space", "long"])
+def test_scripts_name_the_target_not_the_build_root(tmp_path: Path, root_name: str) -> None:
+    need_mount_namespace()
+    root = tmp_path / root_name
+    assert " " in str(root) or len(str(root / "opt/pgsyslog/bin/python")) > 127
+    result = install(root, temp=tmp_path / "tmp")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_runs_as_target(root)
+
+
 def lay_system_parts(root: Path) -> None:
     """What a Debian root has that install.sh does not make: systemd's own units
     (sysinit.target and the rest) and /bin/kill, copied from this machine."""
@@ -246,25 +329,71 @@ def test_bad_arguments_are_one_line(args: list[str], says: str) -> None:
 
 
 def test_a_directory_that_is_not_a_checkout_is_one_line(tmp_path: Path) -> None:
-    result = run(["bash", str(INSTALL_SH), "--root", str(tmp_path / "root"),
-                  "--source", str(tmp_path)])
+    source = tmp_path / "not-a-checkout"
+    source.mkdir()
+    result = install(tmp_path / "root", "--source", str(source), temp=tmp_path / "tmp")
     assert result.returncode != 0
-    assert result.stderr.strip() == (f"install.sh: {tmp_path} is not a pgsyslog checkout: "
+    assert result.stderr.strip() == (f"install.sh: {source} is not a pgsyslog checkout: "
                                      "give --source DIR|FILE or --version X")
-    assert not (tmp_path / "root/opt/pgsyslog").exists()
+    assert not (tmp_path / "root").exists()
+
+
+def zip_of(members: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, text in members.items():
+            archive.writestr(name, text)
+    return buffer.getvalue()
+
+
+def metadata(name: str) -> str:
+    return f"Metadata-Version: 2.1\nName: {name}\nVersion: 9.9\n"
+
+
+@pytest.mark.parametrize(("file_name", "content", "says"), [
+    ("pgsyslog-9.9-py3-none-any.whl", b"not a zip file", "not a zip archive, as a wheel is"),
+    ("pgsyslog-9.9.tar.gz", b"not a tar file", "not a tar archive, as an sdist is"),
+    ("pgsyslog-9.9-py3-none-any.whl", zip_of({"pgsyslog/__init__.py": ""}),
+     "no .dist-info/METADATA in it"),
+    ("other-9.9-py3-none-any.whl", zip_of({"other-9.9.dist-info/METADATA": metadata("other")}),
+     "it is the package 'other'"),
+    ("pgsyslog.toml", (PACKAGING / "pgsyslog.toml").read_bytes(),
+     "its name ends in neither .whl nor .tar.gz"),
+], ids=["text-as-wheel", "text-as-sdist", "zip-without-metadata", "other-package", "config"])
+def test_a_file_that_is_not_a_pgsyslog_package_makes_nothing(
+        tmp_path: Path, file_name: str, content: bytes, says: str) -> None:
+    source = tmp_path / file_name
+    source.write_bytes(content)
+    root, temp = tmp_path / "root", tmp_path / "tmp"
+    result = install(root, "--source", str(source), temp=temp)
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"install.sh: {source} is not a pgsyslog wheel or sdist: {says}"]
+    assert not root.exists()
+    assert list(temp.iterdir()) == []  # the work directory went too
+
+
+def test_a_source_that_does_not_exist_makes_nothing(tmp_path: Path) -> None:
+    missing = tmp_path / "pgsyslog-9.9-py3-none-any.whl"
+    result = install(tmp_path / "root", "--source", str(missing), temp=tmp_path / "tmp")
+    assert result.returncode != 0
+    assert result.stderr.splitlines() == [f"install.sh: --source {missing} does not exist"]
+    assert not (tmp_path / "root").exists()
 
 
 def test_a_pip_failure_is_one_line_naming_the_full_output(tmp_path: Path) -> None:
+    # Named pgsyslog, so install.sh lets it through; without .dist-info/WHEEL pip refuses it.
     broken = tmp_path / "pgsyslog-9.9-py3-none-any.whl"
-    broken.write_text("not a zip file")
-    result = install(tmp_path / "root", "--source", str(broken))
+    broken.write_bytes(zip_of({"pgsyslog-9.9.dist-info/METADATA": metadata("pgsyslog")}))
+    result = install(tmp_path / "root", "--source", str(broken), temp=tmp_path / "tmp")
     assert result.returncode != 0
     line = result.stderr.strip()
     assert line.splitlines() == [line]
     assert line.startswith(f"install.sh: pip install {broken} failed: ERROR: ")
     kept = Path(line.rsplit("(full output: ", 1)[1].rstrip(")"))
-    assert "invalid" in kept.read_text()
-    kept.unlink()
+    assert kept.parent == tmp_path / "tmp"
+    assert "invalid wheel" in kept.read_text()
 
 
 def test_not_root_without_root_prefix_is_one_line() -> None:
@@ -278,6 +407,79 @@ def test_not_root_without_root_prefix_is_one_line() -> None:
     assert result.returncode != 0
     assert result.stderr.strip() == (f"install.sh: run as root (sudo {INSTALL_SH}), or give "
                                      "--root DIR to install into a directory")
+
+
+# What install.sh leaves out of a checkout it copies (tools rewrite caches while they run).
+BUILD_FILES = [".git", ".venv", "build", "dist", ".mypy_cache", ".pytest_cache", ".ruff_cache",
+               ".hypothesis", "pgsyslog.egg-info", "pgsyslog/__pycache__"]
+
+
+@dataclass(frozen=True)
+class Unprivileged:
+    """A copy of this work tree that user nobody may read, and places nobody may write."""
+
+    work: Path
+    user: pwd.struct_passwd
+
+    @property
+    def source(self) -> Path:
+        return self.work / "src"
+
+    @property
+    def root(self) -> Path:
+        return self.work / "target/root"
+
+    def install(self) -> subprocess.CompletedProcess[str]:
+        home = self.work / "home"
+        return run([SETPRIV, f"--reuid={self.user.pw_uid}", f"--regid={self.user.pw_gid}",
+                    "--clear-groups", "bash", str(INSTALL_SH), "--root", str(self.root),
+                    "--source", str(self.source)], timeout=INSTALL_TIMEOUT,
+                   env={**os.environ, "HOME": str(home), "TMPDIR": str(home)})
+
+    def root_only_file(self, relative: str) -> None:
+        """A file nobody cannot read: tar fails on it as on a cache rewritten under it."""
+        path = self.source / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("only root reads this\n")
+        path.chmod(0o600)
+
+
+@pytest.fixture
+def unprivileged() -> Iterator[Unprivileged]:
+    if os.geteuid() != 0 or not Path(SETPRIV).exists():
+        pytest.skip("needs root and setpriv to make files that the installing user cannot read")
+    user = pwd.getpwnam("nobody")
+    # Under /tmp: nobody cannot enter pytest's tmp_path (0700).
+    work = Path(tempfile.mkdtemp(prefix="pgsyslog-packaging-"))
+    try:
+        work.chmod(0o755)
+        shutil.copytree(REPO, work / "src", ignore=NOT_COPIED)
+        for writable in ("home", "target"):
+            (work / writable).mkdir()
+            os.chown(work / writable, user.pw_uid, user.pw_gid)
+        yield Unprivileged(work, user)
+    finally:
+        shutil.rmtree(work)
+
+
+def test_build_files_and_caches_are_not_copied(unprivileged: Unprivileged) -> None:
+    for part in BUILD_FILES:
+        unprivileged.root_only_file(f"{part}/root-only")
+    result = unprivileged.install()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "installed pgsyslog " in result.stdout
+
+
+def test_a_checkout_that_cannot_be_copied_is_one_line(unprivileged: Unprivileged) -> None:
+    unprivileged.root_only_file("pgsyslog/unreadable.py")
+    result = unprivileged.install()
+    assert result.returncode != 0
+    line = result.stderr.strip()
+    assert line.splitlines() == [line]
+    assert line.startswith(f"install.sh: copying the checkout {unprivileged.source} failed: "
+                           "tar: ./pgsyslog/unreadable.py: Cannot open: Permission denied "
+                           "(full output: ")
+    assert not unprivileged.root.exists()
 
 
 # ------------------------------------------------- the installed pgsyslog under the unit
@@ -494,3 +696,4 @@ def test_a_bad_setting_is_one_journal_line_and_no_restart(container: Container,
     errors = [line for line in journal(container).splitlines() if "batch_rowz" in line]
     assert errors == ["Error: config: batch_rowz: unknown setting"]
     assert "Traceback" not in journal(container)
+
