@@ -6,14 +6,17 @@ from the work tree (an upgrade in place). `systemd-analyze` rates and verifies t
 against that root. Installs into roots with a space or a long path must still run at
 /opt/pgsyslog (mounted there, the build root hidden); an install as user nobody shows which
 files of a checkout are copied; a bad source is refused before anything is made.
-The last two tests boot a throw-away container (systemd-nspawn over this machine's /usr,
-with its own network namespace) and run the installed pgsyslog under the hardened unit:
-with its embedded PostgreSQL, receiving on port 514, reloaded and stopped; and with a bad
-setting, which must be one journal line and no restart loop.
+The last tests boot a throw-away container (systemd-nspawn over this machine's /usr, with
+its own network namespace and cgroup) and run the installed pgsyslog under the hardened
+unit: with its embedded PostgreSQL, receiving on port 514, reloaded and stopped; and with a
+bad setting, which must be one journal line and no restart loop. Each container test has
+one time budget and leaves no process, cgroup or directory behind, even when nspawn itself
+was killed (test_a_container_whose_nspawn_was_killed_leaves_nothing).
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -21,6 +24,7 @@ import pwd
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -488,6 +492,11 @@ BOOT_TIMEOUT = 120  # seconds for the container's systemd to finish booting
 ROWS_TIMEOUT = 60  # seconds for the two messages to be stored
 FAILED_TIMEOUT = 30  # seconds for serve to refuse a bad setting
 RESTART_SEC = 5  # the unit's RestartSec=
+# One container test from boot to stop, waits and commands together; with close() it stays
+# below pytest's timeout of 300 s.
+CONTAINER_BUDGET = 240
+SHUTDOWN_TIMEOUT = 30  # seconds for nspawn to shut the container down at the end
+KILL_TIMEOUT = 10  # seconds for what is left in the container's cgroups to die
 # The privileged syslog port is the point (CAP_NET_BIND_SERVICE); the container has a
 # network namespace of its own, so nothing else on this machine can hold it.
 SYSLOG_PORT = 514
@@ -510,24 +519,77 @@ systemctl start pgsyslog
 """
 
 
-class Container:
-    """A booted systemd-nspawn container over this machine's /usr (a tmpfs root)."""
+def cgroup_mounts() -> dict[str, Path]:
+    """Where the hierarchies nspawn uses are mounted: cgroup v2 ('') and v1 name=systemd."""
+    mounts: dict[str, Path] = {}
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        _device, point, fstype, options, *_ = line.split()
+        if fstype == "cgroup2":
+            mounts.setdefault("", Path(point))
+        elif fstype == "cgroup" and "name=systemd" in options.split(","):
+            mounts["name=systemd"] = Path(point)
+    return mounts
 
-    def __init__(self, binds: list[str], log: Path) -> None:
+
+def own_cgroups() -> list[Path]:
+    """This process's cgroup in each of those hierarchies."""
+    mounts = cgroup_mounts()
+    found = []
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _number, controllers, path = line.split(":", 2)
+        if controllers in mounts:
+            found.append(mounts[controllers] / path.lstrip("/"))
+    return found
+
+
+# The shell moves itself into each cgroup named before "--", then becomes the command after.
+JOIN_AND_EXEC = """while [ "$1" != -- ]; do echo $$ > "$1/cgroup.procs"; shift; done
+shift
+exec "$@"
+"""
+
+
+class Container:
+    """A booted systemd-nspawn container over this machine's /usr (a tmpfs root).
+
+    nspawn --keep-unit puts the container in the cgroup it starts in (making payload/ and
+    supervisor/ below it), so each container gets a cgroup of its own: two at once stay
+    apart, and close() can kill whatever is left in it and remove it. Every wait and every
+    command inside shares one budget of CONTAINER_BUDGET seconds.
+    """
+
+    def __init__(self, log: Path) -> None:
         self.name = f"pgsyslog-test-{uuid.uuid4().hex[:8]}"
         self.log = log
+        self.deadline = time.monotonic() + CONTAINER_BUDGET
+        self.cgroups = [parent / self.name for parent in own_cgroups()]
+        self.process: subprocess.Popen[bytes] | None = None
+        self.leader = 0
+
+    def make_cgroups(self) -> None:
+        for cgroup in self.cgroups:
+            cgroup.mkdir()
+
+    def start(self, binds: list[str]) -> None:
         args = [NSPAWN, "--directory=/", "--volatile=yes", "--private-network",
                 "--register=no", "--keep-unit", f"--machine={self.name}", "--boot",
                 *(f"--bind-ro={path}" for path in binds), "systemd.firstboot=off"]
-        with log.open("w") as out:
-            self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=out,
-                                            stderr=subprocess.STDOUT)
-        self.leader = self._leader()
+        with self.log.open("w") as out:
+            self.process = subprocess.Popen(
+                ["sh", "-c", JOIN_AND_EXEC, "sh", *map(str, self.cgroups), "--", *args],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        self.leader = self._leader(self.process)
 
-    def _leader(self) -> int:
-        deadline = time.monotonic() + BOOT_TIMEOUT
-        while time.monotonic() < deadline and self.process.poll() is None:
-            children = psutil.Process(self.process.pid).children()
+    def remaining(self, limit: float) -> float:
+        """Seconds a step may take: limit, or what is left of the budget if less."""
+        left = self.deadline - time.monotonic()
+        assert left > 0, f"the container test took more than {CONTAINER_BUDGET} s"
+        return min(limit, left)
+
+    def _leader(self, process: subprocess.Popen[bytes]) -> int:
+        deadline = time.monotonic() + self.remaining(BOOT_TIMEOUT)
+        while time.monotonic() < deadline and process.poll() is None:
+            children = psutil.Process(process.pid).children()
             if children:
                 return children[0].pid
             time.sleep(0.2)
@@ -539,12 +601,12 @@ class Container:
 
     def sh(self, script: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return run(["nsenter", "-t", str(self.leader), "-a", "/bin/sh", "-c", script],
-                   timeout=timeout)
+                   timeout=self.remaining(timeout))
 
     def booted(self) -> bool:
         if not self.leader:
             return False
-        deadline = time.monotonic() + BOOT_TIMEOUT
+        deadline = time.monotonic() + self.remaining(BOOT_TIMEOUT)
         while time.monotonic() < deadline:
             state = self.sh("systemctl is-system-running").stdout.strip()
             if state in ("running", "degraded"):
@@ -553,13 +615,42 @@ class Container:
         return False
 
     def close(self) -> None:
-        if self.process.poll() is None:
+        """Shut the container down, kill what is left in its cgroups, remove them."""
+        if self.process is not None and self.process.poll() is None:
             self.process.terminate()  # nspawn shuts the container down
             try:
-                self.process.wait(60)
+                self.process.wait(SHUTDOWN_TIMEOUT)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-                self.process.wait(10)
+                self.process.wait(KILL_TIMEOUT)
+        deadline = time.monotonic() + KILL_TIMEOUT
+        while self.pids_left() and time.monotonic() < deadline:
+            for pid in self.pids_left():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.1)
+        for cgroup in self.cgroups:
+            for directory, _subdirs, _files in os.walk(cgroup, topdown=False):
+                with contextlib.suppress(OSError):  # leftovers() reports what stays
+                    os.rmdir(directory)
+        with contextlib.suppress(OSError):  # nspawn removes it unless it was killed
+            self.propagate_dir.rmdir()
+
+    @property
+    def propagate_dir(self) -> Path:
+        return Path("/run/systemd/nspawn/propagate") / self.name
+
+    def pids_left(self) -> set[int]:
+        return {int(pid) for cgroup in self.cgroups if cgroup.exists()
+                for procs in cgroup.rglob("cgroup.procs") for pid in procs.read_text().split()}
+
+    def leftovers(self) -> list[str]:
+        """What the container left on this machine after close(): none of it should be."""
+        found = [f"pid {pid}" for pid in sorted(self.pids_left())]
+        if self.process is not None and self.process.poll() is None:
+            found.append(f"systemd-nspawn, pid {self.process.pid}")
+        paths = [*self.cgroups, self.propagate_dir]
+        return found + [str(path) for path in paths if path.exists()]
 
 
 @pytest.fixture
@@ -569,15 +660,21 @@ def container(installed: Installed, tmp_path: Path) -> Iterator[Container]:
     reason = missing_reason([NSPAWN, "nsenter"], ["systemd-container", "util-linux"])
     if reason:
         pytest.skip(reason)
-    box = Container([f"{installed.venv}:/opt/pgsyslog"],
-                    tmp_path / "nspawn.log")
+    box = Container(tmp_path / "nspawn.log")
     try:
+        box.make_cgroups()
+    except OSError as error:
+        box.close()
+        pytest.skip(f"cannot make a cgroup for the container: {error}")
+    try:
+        box.start([f"{installed.venv}:/opt/pgsyslog"])
         if not box.booted():
             tail = box.log.read_text(errors="replace")[-600:]
             pytest.skip(f"systemd-nspawn could not boot a container here: {tail!r}")
         yield box
     finally:
         box.close()
+    assert box.leftovers() == []
 
 
 def lay_unit_in(box: Container, installed: Installed) -> None:
@@ -697,3 +794,11 @@ def test_a_bad_setting_is_one_journal_line_and_no_restart(container: Container,
     assert errors == ["Error: config: batch_rowz: unknown setting"]
     assert "Traceback" not in journal(container)
 
+
+def test_a_container_whose_nspawn_was_killed_leaves_nothing(container: Container) -> None:
+    assert container.process is not None
+    container.process.kill()  # no clean shutdown: the container's own processes stay up
+    container.process.wait(KILL_TIMEOUT)
+    assert container.pids_left()
+    container.close()
+    assert container.leftovers() == []
