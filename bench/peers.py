@@ -28,7 +28,6 @@ import functools
 import multiprocessing
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -46,6 +45,7 @@ sys.path.insert(0, str(BENCH))
 import ingest  # noqa: E402
 import psycopg  # noqa: E402
 from psycopg import sql  # noqa: E402
+from rsyslogd import PLUGINS, RSYSLOGD, start_rsyslogd  # noqa: E402
 from system_packages import missing_reason  # noqa: E402
 
 from helpers import free_port, start_server  # noqa: E402
@@ -55,8 +55,7 @@ from pgsyslog.storage.partitions import ensure_partitions  # noqa: E402
 from pgsyslog.storage.schema import RECORD_COLUMNS  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-RSYSLOGD = "/usr/sbin/rsyslogd"
-OMPGSQL = "/usr/lib/x86_64-linux-gnu/rsyslog/ompgsql.so"
+OMPGSQL = f"{PLUGINS}/ompgsql.so"
 RSYSLOG_WORKERS = 2
 RSYSLOG_BATCH = 5_000
 FIRST_SCHEMA = "0001"
@@ -213,26 +212,12 @@ def as_uri(dsn: str) -> str:
             "?sslmode=disable")
 
 
-def start_rsyslogd(conf: Path, pidfile: Path) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([RSYSLOGD, "-n", "-f", str(conf), "-i", str(pidfile)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 20
-    while not pidfile.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise SystemExit(f"rsyslogd did not start: {proc.communicate()[0].decode()}")
-        time.sleep(0.05)
-    return proc
-
-
 def run_rsyslog(pg: Pg15, count: int, work: Path) -> Run:
     dsn = fresh_database(pg)
     rsyslog_dir = work / "rsyslog"
     rsyslog_dir.mkdir(exist_ok=True)
     port = free_port()
-    pidfile = rsyslog_dir / "rsyslogd.pid"
-    pidfile.unlink(missing_ok=True)
-    proc = start_rsyslogd(rsyslog_conf(rsyslog_dir, dsn, port), pidfile)
+    proc = start_rsyslogd(rsyslog_conf(rsyslog_dir, dsn, port), rsyslog_dir / "rsyslogd.pid")
     pg_cpu: list[float] = []
     try:
         daemon_before = cpu_seconds(proc.pid)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from rsyslogd import PLUGINS, RSYSLOGD, start_rsyslogd
 from system_packages import missing_reason
 
 from helpers import ServerProcess, free_port, query
@@ -25,8 +26,6 @@ from pki import Pki
 
 pytest_plugins = ["faultfixtures"]
 
-RSYSLOGD = "/usr/sbin/rsyslogd"
-PLUGINS = "/usr/lib/x86_64-linux-gnu/rsyslog"
 SHIPPED = Path(__file__).resolve().parent.parent / "packaging" / "rsyslog-relp.conf"
 SHIPPED_TARGET = 'target="pgsyslog.example.net" port="2514"'
 TOTAL = 50_000
@@ -71,16 +70,7 @@ class Rsyslog:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        pidfile = self.work / "rsyslogd.pid"
-        self.proc = subprocess.Popen([RSYSLOGD, "-n", "-f", str(self.config), "-i",
-                                      str(pidfile)], stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
-        while not pidfile.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.proc.kill()
-                raise RuntimeError(f"rsyslogd did not start: {self.proc.communicate()[0]!r}")
-            time.sleep(0.1)
+        self.proc = start_rsyslogd(self.config, self.work / "rsyslogd.pid")
 
     def append(self, start: int, stop: int) -> None:
         with self.lines.open("a") as fh:

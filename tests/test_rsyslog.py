@@ -10,11 +10,11 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from rsyslogd import start_rsyslogd
 
 from helpers import ServerProcess, free_port, query, wait_for_rows
 
@@ -51,25 +51,15 @@ def ensure_rsyslogd() -> str:
 @pytest.fixture
 def rsyslog(tmp_path: Path) -> Iterator[Callable[[int], int]]:
     """Start rsyslogd forwarding to the given TCP port; returns its UDP input port."""
-    binary = ensure_rsyslogd()
+    ensure_rsyslogd()
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(tcp_out: int) -> int:
         udp_in = free_port(socket.SOCK_DGRAM)
         conf = tmp_path / "rsyslog.conf"
         conf.write_text(CONFIG.format(work=tmp_path, udp_in=udp_in, tcp_out=tcp_out))
-        pidfile = tmp_path / "rsyslogd.pid"
-        proc = subprocess.Popen([binary, "-n", "-f", str(conf), "-i", str(pidfile)],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        proc = start_rsyslogd(conf, tmp_path / "rsyslogd.pid")
         procs.append(proc)
-        deadline = time.monotonic() + 20
-        while not pidfile.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                out = proc.communicate()[0].decode()
-                raise RuntimeError(f"rsyslogd did not start: {out}")
-            time.sleep(0.1)
-        time.sleep(0.5)  # inputs open right after the pid file is written
         return udp_in
 
     yield start

@@ -11,13 +11,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from rsyslogd import PLUGINS, RSYSLOGD, start_rsyslogd
 from system_packages import missing_reason
 
 from helpers import ServerProcess, free_port, query, wait_for_rows
 from pki import Issued, Pki
 
-RSYSLOGD = "/usr/sbin/rsyslogd"
-GTLS = "/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so"
+GTLS = f"{PLUGINS}/lmnsd_gtls.so"
 
 # The sender's side of the README's example: it checks the receiver's name as well.
 CONFIG = """
@@ -51,17 +51,7 @@ def rsyslog(tmp_path: Path) -> Iterator[Callable[[str, Issued, int, Pki], int]]:
         conf = work / "rsyslog.conf"
         conf.write_text(CONFIG.format(work=work, ca=pki.ca.cert, cert=client.cert,
                                       key=client.key, udp_in=udp_in, tls_out=tls_out))
-        pidfile = work / "rsyslogd.pid"
-        proc = subprocess.Popen([RSYSLOGD, "-n", "-f", str(conf), "-i", str(pidfile)],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        procs.append(proc)
-        deadline = time.monotonic() + 20
-        while not pidfile.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"rsyslogd did not start: {proc.communicate()[0]!r}")
-            time.sleep(0.1)
-        time.sleep(0.5)  # inputs open right after the pid file is written
+        procs.append(start_rsyslogd(conf, work / "rsyslogd.pid"))
         return udp_in
 
     yield start
