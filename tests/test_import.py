@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
 import os
 import pty
 import select
@@ -163,20 +165,62 @@ def test_importing_twice_adds_nothing_and_a_grown_file_only_its_new_lines(
 
 def test_renamed_and_compressed_rotations_are_recognised(dsn: str, tmp_path: Path) -> None:
     log = tmp_path / "syslog"
-    log.write_text(numbered(4))
+    log.write_text(numbered(100))  # more than the 4 KiB head
     assert run_import(dsn, str(log)).returncode == 0
     with log.open("a") as out:
-        out.write(numbered(2, first=4))
+        out.write(numbered(2, first=100))
     rotated = tmp_path / "syslog.1"
     log.rename(rotated)  # logrotate: same inode
+    log.write_text(numbered(1, first=102))  # and a new file at the path
     renamed = run_import(dsn, str(rotated))
-    assert "2 imported, 4 skipped as already imported" in renamed.stdout, renamed.stdout
+    assert "2 imported, 100 skipped as already imported" in renamed.stdout, renamed.stdout
     packed = tmp_path / "syslog.2.gz"  # the next rotation compresses it: another inode
     packed.write_bytes(gzip.compress(rotated.read_bytes()))
     rotated.unlink()
     compressed = run_import(dsn, str(packed))
-    assert "0 imported, 6 skipped as already imported" in compressed.stdout, compressed.stdout
-    assert messages(dsn) == [f"line {i}" for i in range(6)]
+    assert "0 imported, 102 skipped as already imported" in compressed.stdout, compressed.stdout
+    assert messages(dsn) == [f"line {i}" for i in range(102)]
+
+
+def test_a_file_starting_as_a_known_one_elsewhere_is_a_new_file(dsn: str,
+                                                               tmp_path: Path) -> None:
+    banner = "boot: firmware 1.2 starting\nboot: link up\n"  # shorter than the 4 KiB head
+    (tmp_path / "devA").mkdir()
+    (tmp_path / "devB").mkdir()
+    dev_a, dev_b = tmp_path / "devA" / "export.txt", tmp_path / "devB" / "export.txt"
+    dev_a.write_text(banner)
+    dev_b.write_text(banner + "error: disk failed on devB\n")
+    assert "2 imported" in run_import(dsn, "--host", "devA", str(dev_a), env=FOREVER).stdout
+    second = run_import(dsn, "--host", "devB", str(dev_b), env=FOREVER)
+    assert "3 imported, 0 skipped" in second.stdout, second.stdout
+    with dev_a.open("a") as out:
+        out.write("error: devA overheated\n")
+    grown = run_import(dsn, "--host", "devA", str(dev_a), env=FOREVER)
+    assert "1 imported, 2 skipped" in grown.stdout, grown.stdout
+    assert query(dsn, "SELECT hostname, count(*) FROM syslog.messages GROUP BY 1 "
+                      "ORDER BY 1") == [("devA", 3), ("devB", 3)]
+    assert query(dsn, "SELECT path FROM syslog.imported_files ORDER BY id") == [
+        (str(dev_a),), (str(dev_b),)]  # neither row was moved to the other file
+    whole = tmp_path / "devA" / "syslog"  # a whole head, still at its path
+    whole.write_text(numbered(100))
+    assert run_import(dsn, str(whole)).returncode == 0
+    for copy in (tmp_path / "devB" / "syslog.1.gz", tmp_path / "devA" / "copy-of-syslog.gz"):
+        copy.write_bytes(gzip.compress(whole.read_bytes()))
+        result = run_import(dsn, str(copy))
+        assert "100 imported, 0 skipped" in result.stdout, (copy, result.stdout)
+
+
+def test_a_short_file_is_known_by_its_inode_only(dsn: str, tmp_path: Path) -> None:
+    log = tmp_path / "small.log"
+    log.write_text(numbered(3))  # under the 4 KiB head: its first bytes prove nothing
+    assert run_import(dsn, str(log)).returncode == 0
+    rotated = tmp_path / "small.log.1"
+    log.rename(rotated)
+    assert "0 imported, 3 skipped" in run_import(dsn, str(rotated)).stdout
+    packed = tmp_path / "small.log.2.gz"
+    packed.write_bytes(gzip.compress(rotated.read_bytes()))
+    rotated.unlink()
+    assert "3 imported, 0 skipped" in run_import(dsn, str(packed)).stdout
 
 
 def test_a_truncated_and_rewritten_file_is_a_new_file(dsn: str, tmp_path: Path) -> None:
@@ -214,6 +258,64 @@ def test_a_damaged_gzip_file_is_one_line(dsn: str, tmp_path: Path) -> None:
     broken.write_bytes(b"\x1f\x8b\x08\x00garbage that is no deflate stream")
     line = one_error_line(run_import(dsn, str(broken)))
     assert line.startswith(f"Error: {broken}: not a readable gzip file")
+    assert messages(dsn) == []
+
+
+def cut_gzip(data: bytes) -> tuple[bytes, int]:
+    """A gzip of ``data`` broken off in the middle, and its content bytes that remain."""
+    packed = gzip.compress(data, compresslevel=1)[: len(gzip.compress(data, 1)) // 2]
+    remaining = 0
+    with gzip.GzipFile(fileobj=io.BytesIO(packed)) as stream, contextlib.suppress(EOFError):
+        while chunk := stream.read1(65536):
+            remaining += len(chunk)
+    return packed, remaining
+
+
+def lines_in(data: bytes, content_bytes: int) -> int:
+    return data[:content_bytes].count(b"\n")
+
+
+def test_a_gzip_cut_short_imports_the_lines_before_the_cut_in_one_line(
+        dsn: str, tmp_path: Path) -> None:
+    data = numbered(5000).encode()
+    packed, remaining = cut_gzip(data)
+    broken = tmp_path / "syslog.4.gz"
+    broken.write_bytes(packed)
+    result = run_import(dsn, str(broken))
+    complete = lines_in(data, remaining)
+    assert f"{complete:,} imported" in result.stdout, result.stdout
+    assert one_error_line(result) == (f"Error: {broken}: the gzip data is cut short after "
+                                      f"{remaining:,} bytes of content: the lines before it "
+                                      "are imported")
+    assert result.returncode == 1
+    assert messages(dsn) == [f"line {i}" for i in range(complete)]
+
+
+def test_a_cut_gzip_of_a_known_file_counts_only_the_lines_it_holds(
+        dsn: str, tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    data = numbered(5000).encode()
+    log.write_bytes(data)
+    assert run_import(dsn, str(log)).returncode == 0
+    log.rename(tmp_path / "app.log.1")
+    log.write_text(numbered(1, first=5000))  # the path holds a new file now
+    (tmp_path / "app.log.1").unlink()
+    packed, remaining = cut_gzip(data)
+    broken = tmp_path / "app.log.1.gz"  # compressing it was broken off
+    broken.write_bytes(packed)
+    result = run_import(dsn, str(broken))
+    complete = lines_in(data, remaining)
+    assert f"0 imported, {complete:,} skipped as already imported" in result.stdout, result
+    assert "cut short" in one_error_line(result)
+    assert len(messages(dsn)) == 5000
+
+
+def test_an_empty_host_is_refused_in_one_line(dsn: str, tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text(numbered(2))
+    result = run_import(dsn, "--host", "", str(log))
+    assert result.returncode == 2
+    assert "--host" in one_error_line(result) and "empty" in result.stderr
     assert messages(dsn) == []
 
 
@@ -320,6 +422,25 @@ def test_a_second_import_of_a_file_being_imported_is_refused_in_one_line(
         assert one_error_line(second) == (f"Error: {log}: another pgsyslog import is reading "
                                           "this file now; run this one again after it")
     assert_each_line_once(dsn, 60_000)
+
+
+def test_a_copy_imported_at_the_same_time_is_refused_in_one_line(dsn: str,
+                                                                 tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text(numbered(100))
+    follow = start_import(dsn, "--follow", str(log))  # holds the file's locks while it runs
+    try:
+        wait_for_some_rows(dsn, follow)
+        packed = tmp_path / "app.log.1.gz"  # its rotation, compressed, while it is read
+        packed.write_bytes(gzip.compress(log.read_bytes()))
+        result = run_import(dsn, str(packed))
+    finally:
+        follow.send_signal(signal.SIGTERM)
+        follow.communicate(timeout=60)
+    assert one_error_line(result) == (
+        f"Error: {packed}: another pgsyslog import is reading a file that starts with the "
+        "same 4,096 bytes now (this one's rotation or copy); run this one again after it")
+    assert_each_line_once(dsn, 100)
 
 
 def test_an_unterminated_last_line_waits_while_the_file_is_being_written(

@@ -10,7 +10,7 @@ import sys
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from pgsyslog.importer.identity import FileIdentity, KnownFile, recognise
+from pgsyslog.importer.identity import HEAD_BYTES, FileIdentity, KnownFile, recognise
 from pgsyslog.importer.lines import LineOptions, convert
 from pgsyslog.importer.source import LineReader
 
@@ -41,33 +41,60 @@ def test_groups_end_on_line_boundaries_and_a_growing_line_waits_for_its_lf() -> 
     assert last is not None and (last.lines, last.end) == ([b"five"], 24)
 
 
-def identity(head: bytes, inode: int = 7, size: int | None = None) -> FileIdentity:
-    return FileIdentity(1, inode, head, False, len(head) if size is None else size)
+def identity(head: bytes, inode: int = 7, size: int | None = None,
+             compressed: bool = False) -> FileIdentity:
+    return FileIdentity(1, inode, head, compressed,
+                        None if compressed else len(head) if size is None else size)
 
 
-def known(head: bytes, position: int, inode: int = 7, row: int = 1) -> KnownFile:
-    return KnownFile(row, 1, inode, hashlib.sha256(head).digest(), len(head), "/var/log/x",
+def known(head: bytes, position: int, inode: int = 7, row: int = 1,
+          path: str = "/var/log/syslog") -> KnownFile:
+    return KnownFile(row, 1, inode, hashlib.sha256(head).digest(), len(head), path,
                      position, 3)
 
 
-def test_a_file_is_recognised_by_its_first_bytes_on_any_inode() -> None:
-    head = b"<14>1 2026-12-01T10:00:00Z h a - - - line 0\n" * 3
-    grown = identity(head + b"more\n", inode=7)
-    assert recognise(grown, [known(head, len(head))]) == known(head, len(head))
-    compressed = FileIdentity(1, 99, head, True, None)
-    assert recognise(compressed, [known(head, len(head))]) is not None
-    rewritten = identity(b"<14>1 2026-12-02T00:00:00Z other start\n", inode=7)
-    assert recognise(rewritten, [known(head, len(head))]) is None
-    shorter = identity(head, size=10)  # truncated, then the same first bytes again
-    assert recognise(shorter, [known(head, len(head))]) is None
-    assert recognise(identity(b""), [known(b"", 0)]) is None  # empty: nothing to go by
+WHOLE = b"<14>1 2026-12-01T10:00:00Z h a - - - a line of a log file\n" * 80  # > HEAD_BYTES
+HEAD = WHOLE[:HEAD_BYTES]
+
+
+def test_the_same_inode_is_the_same_file_renamed_or_grown() -> None:
+    short = b"<14>1 2026-12-01T10:00:00Z h a - - - line 0\n" * 3
+    before = known(short, len(short))
+    assert recognise(identity(short + b"more\n"), "/var/log/syslog.1", [before], set()) == before
+    rewritten = identity(b"<14>1 2026-12-02T00:00:00Z other start\n")
+    assert recognise(rewritten, "/var/log/syslog", [before], set()) is None
+    shorter = identity(short, size=10)  # truncated, then the same first bytes again
+    assert recognise(shorter, "/var/log/syslog", [before], set()) is None
+    assert recognise(identity(b""), "/var/log/syslog", [known(b"", 0)], set()) is None
+
+
+def test_a_rotated_copy_is_the_known_file_only_beside_it_and_once_it_is_gone() -> None:
+    before = known(HEAD, len(WHOLE), inode=7)
+    packed = identity(HEAD, inode=99, compressed=True)
+    for rotated in ("/var/log/syslog.2.gz", "/var/log/syslog.1", "/var/log/syslog-20261201.gz"):
+        assert recognise(packed, rotated, [before], {before.id}) == before, rotated
+    assert recognise(packed, "/var/log/syslog.2.gz", [before], set()) is None  # still there
+    assert recognise(packed, "/srv/archive/syslog.2.gz", [before], {before.id}) is None
+    assert recognise(packed, "/var/log/auth.log.1.gz", [before], {before.id}) is None
+
+
+def test_a_short_head_matches_by_inode_alone() -> None:
+    short = b"boot: firmware 1.2 starting\nboot: link up\n"
+    before = known(short, len(short), inode=7)
+    elsewhere = identity(short + b"error: disk failed\n", inode=8)
+    assert recognise(elsewhere, "/var/log/syslog.1", [before], {before.id}) is None
+    packed = identity(short, inode=9, compressed=True)
+    assert recognise(packed, "/var/log/syslog.1.gz", [before], {before.id}) is None
 
 
 def test_of_two_matches_the_same_inode_wins() -> None:
-    head = b"same start of two files\n"
-    here, elsewhere = known(head, 10, inode=7, row=1), known(head, 20, inode=8, row=2)
-    assert recognise(identity(head, inode=7, size=30), [elsewhere, here]) == here
-    assert recognise(identity(head, inode=9, size=30), [here, elsewhere]) == elsewhere
+    here = known(HEAD, 5000, inode=7, row=1)
+    elsewhere = known(HEAD, 6000, inode=8, row=2, path="/var/log/syslog.1")
+    gone = {1, 2}
+    assert recognise(identity(HEAD, inode=7, size=7000), "/var/log/syslog", [elsewhere, here],
+                     gone) == here
+    assert recognise(identity(HEAD, inode=9, size=7000), "/var/log/syslog.2", [here, elsewhere],
+                     gone) == elsewhere
 
 
 def test_records_take_their_own_time_and_the_mtime_year() -> None:

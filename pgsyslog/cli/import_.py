@@ -18,7 +18,7 @@ import click
 
 from pgsyslog.cli.db import database_url
 from pgsyslog.cli.errors import OperatorError
-from pgsyslog.cli.options import database_options, with_config
+from pgsyslog.cli.options import OneLineBadParameter, database_options, with_config
 from pgsyslog.config import Config
 
 if TYPE_CHECKING:
@@ -31,12 +31,20 @@ STDIN = "-"  # pgsyslog.importer.source.STDIN, without loading the importer for 
 INTERRUPTED = 130  # exit status of a one-shot import stopped by a signal: run it again
 
 
+def _host_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise OneLineBadParameter("the hostname is empty; leave --host out for lines that "
+                                  "carry none", param_hint="'--host'")
+    return value
+
+
 @click.command("import")
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
 @click.option("--follow", "-f", is_flag=True,
               help="Keep reading the files as they grow, across rotation (rename and "
                    "truncate), as tail -F; stop with Ctrl-C or SIGTERM.")
-@click.option("--host", metavar="NAME", help="Hostname of lines that carry none.")
+@click.option("--host", metavar="NAME", callback=_host_name,
+              help="Hostname of lines that carry none.")
 @click.option("--default-tz", metavar="ZONE",
               help="IANA zone of timestamps without one [default: the config's].")
 @click.option("--quiet", "-q", is_flag=True, help="No progress, only the summary.")
@@ -70,9 +78,14 @@ def import_(config: Config, files: tuple[str, ...], follow: bool, host: str | No
         for source in sources:
             source.close()
     click.echo(summary(opened))
+    damaged = cut_short_lines(opened)
+    for line in damaged:
+        click.echo(f"Error: {line}", err=True)
     if stopped and not follow:
         click.echo("interrupted: run the same import again to go on from here", err=True)
         raise SystemExit(INTERRUPTED)
+    if damaged:
+        raise SystemExit(1)
 
 
 def _check_arguments(files: Sequence[str], follow: bool) -> None:
@@ -152,6 +165,14 @@ def summary(opened: Sequence[OpenFile]) -> str:
     if len(opened) != 1:
         lines.append(f"total: {_counts(total)}")
     return "\n".join(lines)
+
+
+def cut_short_lines(opened: Sequence[OpenFile]) -> list[str]:
+    """One line per gzip file whose data was cut short."""
+    from pgsyslog.importer.source import cut_short
+
+    return [cut_short(item.source.name, item.cut_short_at) for item in opened
+            if item.cut_short_at is not None]
 
 
 def _counts(t: Tally) -> str:

@@ -3,9 +3,11 @@
 A file's position moves in the transaction that stores its lines, and only from the
 position this import started from (compare and set): a crash loses nothing and stores
 nothing twice (test_import.py::test_a_kill_in_the_middle_loses_and_repeats_nothing).
-While an import reads a file it holds an advisory lock on the file's device and inode: a
-second import of it is refused in one line
-(test_import.py::test_a_second_import_of_a_file_being_imported_is_refused_in_one_line).
+While an import reads a file it holds advisory locks on the file's device and inode and
+on the hash of its first HEAD_BYTES, both taken before the file is looked up: a second
+import of it, or of a file starting with the same bytes (its rotated copy), is refused in
+one line (test_import.py::test_a_second_import_of_a_file_being_imported_is_refused_in_one_line,
+::test_a_copy_imported_at_the_same_time_is_refused_in_one_line).
 """
 
 from __future__ import annotations
@@ -17,14 +19,15 @@ from typing import Any
 import psycopg
 
 from pgsyslog.importer.identity import HEAD_BYTES, FileIdentity, KnownFile, recognise
+from pgsyslog.importer.source import still_there
 
 AsyncConnection = psycopg.AsyncConnection[Any]
 
 _CANDIDATES = """
-    SELECT id, device, inode, head_sha256, head_length, path, position, lines
+    SELECT id, device, inode, head_sha256, head_length, path, position, lines, compressed
     FROM syslog.imported_files
-    WHERE (device = %(device)s AND inode = %(inode)s) OR head_sha256 = %(head)s
-       OR head_length < %(full)s
+    WHERE (device = %(device)s AND inode = %(inode)s)
+       OR (head_length = %(full)s AND head_sha256 = %(head)s)
 """
 _INSERT = """
     INSERT INTO syslog.imported_files
@@ -42,30 +45,57 @@ _ADVANCE = """
 """
 
 
-# Two-int advisory lock keys (FILE_LOCK, a hash of device and inode) held by the session
-# importing a file, so that two imports of one new file cannot both insert it.
+# Two-int advisory lock keys held by the session importing a file: (FILE_LOCK, a hash of
+# device and inode) and, for a file of a whole head, (HEAD_LOCK, a hash of the head), so
+# that two imports of one file, or of two files recognised as one, cannot both go on.
 FILE_LOCK = 0x7067_7369  # "pgsi"
+HEAD_LOCK = 0x7067_7368  # "pgsh"
 _TRY_LOCK = "SELECT pg_try_advisory_lock(%s::int4, %s::int4)"
 _UNLOCK = "SELECT pg_advisory_unlock(%s::int4, %s::int4)"
 
-
-def _lock_key(identity: FileIdentity) -> tuple[int, int]:
-    digest = hashlib.sha256(f"{identity.device}:{identity.inode}".encode()).digest()
-    return FILE_LOCK, int.from_bytes(digest[:4], "big", signed=True)
+LockKey = tuple[int, int]
 
 
-async def lock(conn: AsyncConnection, identity: FileIdentity, path: str) -> None:
-    """Hold the file's lock on this session, or raise ConcurrentImport."""
-    async with conn.cursor() as cur:
-        await cur.execute(_TRY_LOCK, _lock_key(identity))
-        row = await cur.fetchone()
-    if not (row and row[0]):
-        raise ConcurrentImport(f"{path}: another pgsyslog import is reading this file now; "
-                               "run this one again after it")
+def _key(space: int, digest: bytes) -> LockKey:
+    return space, int.from_bytes(digest[:4], "big", signed=True)
 
 
-async def unlock(conn: AsyncConnection, identity: FileIdentity) -> None:
-    await conn.execute(_UNLOCK, _lock_key(identity))
+def lock_keys(identity: FileIdentity) -> list[LockKey]:
+    """The file's inode key, and its head key when the head is whole."""
+    inode = hashlib.sha256(f"{identity.device}:{identity.inode}".encode()).digest()
+    keys = [_key(FILE_LOCK, inode)]
+    if identity.full_head:
+        keys.append(_key(HEAD_LOCK, identity.head_sha256(HEAD_BYTES)))
+    return keys
+
+
+async def lock(conn: AsyncConnection, identity: FileIdentity, path: str) -> list[LockKey]:
+    """Hold the file's locks on this session (the keys, for unlock), or raise
+    ConcurrentImport."""
+    held: list[LockKey] = []
+    for key in lock_keys(identity):
+        async with conn.cursor() as cur:
+            await cur.execute(_TRY_LOCK, key)
+            row = await cur.fetchone()
+        if not (row and row[0]):
+            await unlock(conn, held)
+            raise ConcurrentImport(_busy(path, key[0]))
+        held.append(key)
+    return held
+
+
+def _busy(path: str, space: int) -> str:
+    if space == FILE_LOCK:
+        return (f"{path}: another pgsyslog import is reading this file now; run this one "
+                "again after it")
+    return (f"{path}: another pgsyslog import is reading a file that starts with the same "
+            f"{HEAD_BYTES:,} bytes now (this one's rotation or copy); run this one again "
+            "after it")
+
+
+async def unlock(conn: AsyncConnection, keys: list[LockKey]) -> None:
+    for key in reversed(keys):
+        await conn.execute(_UNLOCK, key)
 
 
 async def touch(conn: AsyncConnection, file_id: int) -> None:
@@ -86,14 +116,17 @@ class FileState:
     lines: int
 
 
-async def find(conn: AsyncConnection, identity: FileIdentity) -> KnownFile | None:
-    """The known file this one is, or None."""
+async def find(conn: AsyncConnection, identity: FileIdentity, location: str) -> KnownFile | None:
+    """The known file this one at ``location`` is, or None (identity.recognise)."""
     params = {"device": identity.device, "inode": identity.inode,
-              "head": identity.head_sha256(), "full": HEAD_BYTES}
+              "head": identity.head_sha256(HEAD_BYTES) if identity.full_head else None,
+              "full": HEAD_BYTES}
     async with conn.cursor() as cur:
         await cur.execute(_CANDIDATES, params)
-        rows = await cur.fetchall()
-    return recognise(identity, [KnownFile(*row) for row in rows])
+        known = [KnownFile(*row) for row in await cur.fetchall()]
+    here = (identity.device, identity.inode)
+    gone = {k.id for k in known if (k.device, k.inode) != here and not still_there(k)}
+    return recognise(identity, location, known, gone)
 
 
 async def advance(conn: AsyncConnection, file_id: int | None, start: int,

@@ -23,7 +23,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
@@ -87,6 +87,12 @@ class OpenFile:
     reader: LineReader
     tally: Tally
     submitted: int = 0  # the position the last group handed to a writer ends at
+    locks: list[ledger.LockKey] = field(default_factory=list)  # held while it is read
+
+    @property
+    def cut_short_at(self) -> int | None:
+        """Bytes of content before its gzip data was cut short; None when it was not."""
+        return self.reader.cut_short_at
 
 
 @dataclass
@@ -144,9 +150,22 @@ class Importer:
         """Start at the position reached before, when this file was imported before."""
         if source.identity is None:
             return resume(source, None, self.settings.max_line)
-        await ledger.lock(self.conn, source.identity, source.location)
-        return resume(source, await ledger.find(self.conn, source.identity),
-                      self.settings.max_line)
+        return await self.open_as(source, None)
+
+    async def open_as(self, source: Source, known: KnownFile | None) -> OpenFile:
+        """Lock the file, then start where ``known`` (or, for None, the file it is
+        recognised as) stopped."""
+        assert source.identity is not None
+        locks = await ledger.lock(self.conn, source.identity, source.location)
+        try:
+            if known is None:
+                known = await ledger.find(self.conn, source.identity, source.location)
+            opened = resume(source, known, self.settings.max_line)
+        except BaseException:
+            await ledger.unlock(self.conn, locks)
+            raise
+        opened.locks = locks
+        return opened
 
     async def release(self, opened: OpenFile) -> None:
         """Done with this file: make its groups durable, let other imports read it."""
@@ -157,7 +176,8 @@ class Importer:
             # A synchronous commit flushes the WAL of the groups committed before it.
             async with self.conn.transaction():
                 await ledger.touch(self.conn, opened.state.id)
-        await ledger.unlock(self.conn, identity)
+        await ledger.unlock(self.conn, opened.locks)
+        opened.locks = []
 
     async def import_all(self, opened: OpenFile, stop: asyncio.Event) -> None:
         """Read the file to its end, group by group; an unterminated last line too, unless
@@ -324,13 +344,17 @@ def is_settled(source: Source, now: datetime) -> bool:
 def resume(source: Source, known: KnownFile | None, max_line: int) -> OpenFile:
     """An open file positioned after what was imported of it before."""
     if known is None:
-        state, tally = ledger.FileState(None, 0, 0), Tally()
-    else:
-        source.seek(known.position)
-        state = ledger.FileState(known.id, known.position, known.lines)
-        tally = Tally(already=known.lines)
-    return OpenFile(source, state, LineReader(source.stream, state.position, max_line), tally,
-                    state.position)
+        state = ledger.FileState(None, 0, 0)
+        return OpenFile(source, state, LineReader(source.stream, 0, max_line), Tally(), 0)
+    skipped = source.seek(known.position)
+    state = ledger.FileState(known.id, known.position, known.lines)
+    reader = LineReader(source.stream, state.position, max_line)
+    # A gzip copy that ends before the position holds only some of the lines imported.
+    whole = skipped.position == known.position or skipped.lines is None
+    tally = Tally(already=known.lines if whole else skipped.lines or 0)
+    if skipped.cut_short:
+        reader.cut_short_at = skipped.position
+    return OpenFile(source, state, reader, tally, state.position)
 
 
 async def _committed(before: InFlight | None, opened: OpenFile) -> int | None:

@@ -7,6 +7,7 @@ keeps, on a line boundary. Lines are split on LF only; the parsers drop a traili
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import stat
 import sys
@@ -15,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import accumulate
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
-from pgsyslog.importer.identity import HEAD_BYTES, FileIdentity
+from pgsyslog.importer.identity import HEAD_BYTES, FileIdentity, KnownFile
 
 GZIP_MAGIC = b"\x1f\x8b"
 STDIN = "-"
@@ -56,17 +57,41 @@ class Source:
             return min(self.raw.tell(), self.disk_size)
         return content_position
 
-    def seek(self, position: int) -> None:
-        """Go to ``position`` in the content (a gzip file is decompressed up to there)."""
-        if position:
-            try:
-                self.stream.seek(position)
-            except GZIP_ERRORS as e:
-                raise SourceError(bad_gzip(self.name, e)) from None
+    def seek(self, position: int) -> Skipped:
+        """Go to ``position`` in the content; a gzip file is decompressed up to there, its
+        lines counted, and it may end (or be cut short) before."""
+        if not self.compressed:
+            self.stream.seek(position)
+            return Skipped(position, None, cut_short=False)
+        read: Callable[[int], bytes] = cast(gzip.GzipFile, self.stream).read1
+        reached = lines = 0
+        try:
+            while reached < position:
+                chunk = read(min(READ_SIZE, position - reached))
+                if not chunk:
+                    break
+                reached, lines = reached + len(chunk), lines + chunk.count(b"\n")
+        except GZIP_ERRORS:
+            return Skipped(reached, lines, cut_short=True)
+        return Skipped(reached, lines, cut_short=False)
 
     def close(self) -> None:
         if self.raw is not sys.stdin.buffer:
             self.raw.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """How far Source.seek went: ``lines`` passed (None: not counted, a plain file)."""
+
+    position: int
+    lines: int | None
+    cut_short: bool  # the gzip data ended without its end marker before ``position``
+
+
+def cut_short(name: str, content_bytes: int) -> str:
+    return (f"{name}: the gzip data is cut short after {content_bytes:,} bytes of content: "
+            "the lines before it are imported")
 
 
 def bad_gzip(name: str, error: BaseException) -> str:
@@ -115,11 +140,16 @@ def _peek(raw: BinaryIO) -> bytes:
 def _read_head(name: str, raw: BinaryIO, stream: BinaryIO) -> bytes:
     if stream is raw:
         return os.pread(raw.fileno(), HEAD_BYTES, 0)
+    head = b""
     try:
-        head = stream.read(HEAD_BYTES)
-        stream.seek(0)
+        while len(head) < HEAD_BYTES and (chunk := stream.read(HEAD_BYTES - len(head))):
+            head += chunk
+    except EOFError as e:
+        if not head:  # cut short before any content: nothing to import
+            raise SourceError(bad_gzip(name, e)) from None
     except GZIP_ERRORS as e:
         raise SourceError(bad_gzip(name, e)) from None
+    stream.seek(0)  # a rewind: a fresh decompressor, also after a cut
     return head
 
 
@@ -127,6 +157,22 @@ def _open_stdin() -> Source:
     raw = sys.stdin.buffer
     stream = _content(STDIN, raw)
     return Source(STDIN, raw, stream, None, None, None)
+
+
+def still_there(known: KnownFile) -> bool:
+    """Whether the known file is still at the path it was last read from, starting as it
+    did (not gone, replaced by another file, or emptied as copytruncate does)."""
+    try:
+        with open(known.path, "rb") as f:
+            st = os.fstat(f.fileno())
+            if (st.st_dev, st.st_ino) != (known.device, known.inode):
+                return False
+            if known.compressed:
+                return True  # a gzip file is not written to again
+            head = os.pread(f.fileno(), known.head_length, 0)
+    except OSError:
+        return False
+    return hashlib.sha256(head).digest() == known.head_sha256
 
 
 def reread_head(source: Source) -> FileIdentity | None:
@@ -162,6 +208,7 @@ class LineReader:
     _tail: bytes = b""  # the start of a line whose LF has not been read yet (cut)
     _tail_length: int = 0  # its length in the stream, cut bytes included
     cut: int = 0  # lines cut so far
+    cut_short_at: int | None = None  # bytes of content before the gzip data was cut short
 
     def group(self, size: int, *, final: bool) -> LineGroup | None:
         """Up to ``size`` lines; None when nothing more is there now.
@@ -179,12 +226,20 @@ class LineReader:
         return LineGroup(lines, self.position)
 
     def _fill(self) -> bool:
+        if self.cut_short_at is not None:
+            return False
         read: Callable[[int], bytes] = getattr(self.stream, "read1", self.stream.read)
-        chunk = read(READ_SIZE)
+        start = (self._ends[-1] if self._ends else self.position)  # where the tail began
+        try:
+            chunk = read(READ_SIZE)
+        except GZIP_ERRORS:
+            # A gzip file cut short (a copy broken off): what came before it counts; the
+            # line it cut through is not read.
+            self.cut_short_at = start + self._tail_length
+            return False
         if not chunk:
             return False
         lines = chunk.split(b"\n")
-        start = (self._ends[-1] if self._ends else self.position)  # where the tail began
         tail = lines.pop()
         if lines:
             lengths = [len(line) + 1 for line in lines]
@@ -207,7 +262,7 @@ class LineReader:
         return [line[: limit + 1] for line in lines]
 
     def _last_line(self) -> LineGroup | None:
-        if not self._tail_length:
+        if not self._tail_length or self.cut_short_at is not None:
             return None
         line = self._cut([self._tail])[0]
         self.position += self._tail_length
