@@ -27,12 +27,14 @@ from pgsyslog.storage.filters import Filters
 from pgsyslog.storage.follow import (
     MAX_BATCHES,
     MAX_ID,
+    MAX_READ_IDS,
     ORPHAN_CHECK,
     READ_ROWS,
     AsyncTail,
     Follower,
     Span,
     Tail,
+    cut_after,
     looked_up_to,
     plan,
     unregistered,
@@ -110,6 +112,34 @@ def test_a_follower_moves_on_only_when_its_read_is_done() -> None:
     listed = [(13 + i, 1000 + 10 * i, 1000 + 10 * i) for i in range(MAX_BATCHES)]
     answer(follower.reading(now=1.0), listed, [])
     assert (follower.seq, follower.more, follower.due_in(1.0)) == (12 + MAX_BATCHES, True, 0)
+
+
+def test_a_read_cut_by_its_limit_goes_on_after_its_last_row() -> None:
+    spans = [Span(1, 10, 19), Span(2, 100, 109), Span(3, 200, 204)]
+    rest = Span(3, 205, 300)
+    assert cut_after(spans, rest, 105) == ([Span(1, 10, 19), Span(2, 100, 105)],
+                                           Span(2, 106, 109))
+    assert cut_after(spans, rest, 202) == ([*spans[:2], Span(3, 200, 202)], Span(3, 203, 300))
+    assert cut_after(spans, rest, 204) == (spans, rest)
+    assert cut_after(spans, None, 204) == (spans, None)
+    assert cut_after(spans, None, 19) == ([Span(1, 10, 19)], None)
+    with pytest.raises(ValueError):
+        cut_after(spans, None, 50)
+
+
+def test_reads_that_find_nothing_take_twice_the_ids_up_to_a_bound() -> None:
+    follower = Follower(Filters(words="rare"), 1, Span(1, 1, 10**7), orphans_above=10**7,
+                        resume_after=0, now=0.0)
+    highs = []
+    for _ in range(9):
+        asked, _ = answer(follower.reading(now=1.0), [], [])
+        highs.append(compile_query(asked[1].statement).params["highs"][0])
+    sizes = [high - low for high, low in zip(highs, [0, *highs], strict=False)]
+    assert sizes == [READ_ROWS * 2**k for k in range(7)] + [MAX_READ_IDS] * 2
+    answer(follower.reading(now=1.0), [], [row(highs[-1] + 1)])  # a match: small reads again
+    asked, _ = answer(follower.reading(now=1.0), [], [])
+    assert compile_query(asked[1].statement).params["highs"][0] == (
+        highs[-1] + MAX_READ_IDS + READ_ROWS)
 
 
 def test_rows_of_no_batch_are_looked_for_every_orphan_check_seconds() -> None:
@@ -282,6 +312,24 @@ def test_more_batches_than_a_read_lists_come_in_order(dsn: str) -> None:
         reads = read_all(tail)
     assert [m.message for read in reads for m in read] == [f"batch {i}" for i in range(count)]
     assert len([read for read in reads if read]) >= 2
+
+
+def test_a_selective_resume_reads_more_ids_while_nothing_matches(dsn: str) -> None:
+    """Resumed before 40 batches of 1,000 rows that do not match, a stream reaches the rows
+    after them in a few reads (READ_ROWS ids each would take 40), each read still holding
+    READ_ROWS rows at most and every row once."""
+    others = [[record(f"other {b}.{i}") for i in range(READ_ROWS)] for b in range(40)]
+    wanted = [record(f"wanted {i}") for i in range(int(2.5 * READ_ROWS))]
+    asyncio.run(write_batches(dsn, [[record("start")], *others, wanted]))
+    (start,), = query(dsn, "SELECT id FROM syslog.messages WHERE message = 'start'")
+    with database.connect(dsn, autocommit=True) as conn:
+        tail = Tail(conn, Filters(words="wanted"))
+        reads = [tail.start(0, after=start)]
+        while sum(len(read) for read in reads) < len(wanted) and len(reads) < 60:
+            reads.append(tail.read())
+    assert [m.message for read in reads for m in read] == [r.message for r in wanted]
+    assert max(len(read) for read in reads) <= READ_ROWS
+    assert len(reads) <= 10, [len(read) for read in reads]
 
 
 # ------------------------------------------------------------------------ rows put by hand

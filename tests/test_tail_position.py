@@ -149,6 +149,23 @@ def test_an_old_client_resumes_after_a_row_id(serve: Any, dsn: str) -> None:
     assert stream.last_event_id == str(ids[3])
 
 
+def test_a_reconnect_at_the_position_is_not_sent_it_back(dsn: str) -> None:
+    insert(dsn, [record("shown", app=APP), record("unrelated", app="other")])
+    with local_server(dsn) as server:
+        first = Stream(server.port, f"/api/tail?app={APP}&n=1")
+        try:
+            rows, position = first.rows(1, timeout=10), first.next_event(timeout=10)
+        finally:
+            first.close()
+        assert [r["message"] for r in rows] == ["shown"]
+        assert position is not None and position.row is None
+        again = Stream(server.port, f"/api/tail?app={APP}", position.id)
+        try:
+            assert again.next_event(timeout=1.0) is None  # nothing new: not even its id
+        finally:
+            again.close()
+
+
 def test_a_filtered_stream_moves_its_position_while_quiet(dsn: str,
                                                           monkeypatch: pytest.MonkeyPatch
                                                           ) -> None:

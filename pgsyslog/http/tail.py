@@ -128,7 +128,7 @@ async def tail(request: web.Request) -> web.StreamResponse:
                 raise unavailable(f"database: {describe(e, request.app[STATE].dsn)}") from None
             response = web.StreamResponse(headers=HEADERS)
             await response.prepare(request)
-            await _stream(request, response, follower, rows)
+            await _stream(request, response, follower, rows, after)
             return response
         finally:
             await conn.close()
@@ -158,12 +158,13 @@ def _rows_then_position(rows: list[StoredMessage], follower: AsyncTail, held: in
 
 
 async def _stream(request: web.Request, response: web.StreamResponse, follower: AsyncTail,
-                  rows: list[StoredMessage]) -> None:
-    """Send events until the client goes, the server closes, or the database fails."""
+                  rows: list[StoredMessage], held: int | None) -> None:
+    """Send events until the client goes, the server closes, or the database fails.
+    ``held``: the Last-Event-ID the client came back with, not sent back to it."""
     closing = request.app[CLOSING]
     timeout = request.app[LIMITS].stream_timeout
     try:
-        first = await asyncio.to_thread(_rows_then_position, rows, follower, None)
+        first = await asyncio.to_thread(_rows_then_position, rows, follower, held)
         await _send(response, b": pgsyslog live tail\n\n" + first, timeout)
         held, last_write = follower.resume_after, time.monotonic()
         while True:

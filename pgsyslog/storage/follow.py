@@ -6,7 +6,9 @@ of BLOCK_IDS ids per batch), and its ``seq`` is handed out in commit order, so t
 batch is visible, every batch with a lower seq is visible too. A follower is a position in
 that order: the seq of the last batch it read from and, when a batch is larger than one
 read, the ids of it still to read. Each read lists the batches after that seq and reads
-their id ranges (with the filters), READ_ROWS ids at most, ordered by seq and then id. So
+their id ranges (with the filters), ordered by seq and then id: READ_ROWS ids, or up to
+MAX_READ_IDS while reads find nothing that matches, and READ_ROWS rows at most
+(tests/test_tail.py::test_a_selective_resume_reads_more_ids_while_nothing_matches). So
 rows come in commit order and each exactly once, and a follower holds a few numbers
 whatever the load: no list of ids seen or missing
 (tests/test_tail.py::test_batches_committed_out_of_id_order_come_once_in_commit_order;
@@ -64,7 +66,11 @@ from pgsyslog.storage.schema import BLOCK_IDS, batches, messages
 # Ids per read (a batch's rows are its ids): bounds a read's memory, to READ_ROWS rows of at
 # most max_frame_length each (64 MiB at the defaults, for the largest rows).
 READ_ROWS = 1_000
-MAX_BATCHES = 500  # batches listed per read; more are listed by the next read, at once
+# While reads find nothing that matches, each reads twice the ids (and lists twice the
+# batches) of the one before, up to this: a selective stream resumed after a long pause
+# catches up in a few reads, each still at most READ_ROWS rows (a LIMIT).
+MAX_READ_IDS = 64 * READ_ROWS
+MAX_BATCHES = 500  # batches listed per read of READ_ROWS ids; more by the next, at once
 ORPHAN_CHECK = 5.0  # seconds between looks for rows inserted by hand (no batch)
 ORPHAN_BLOCKS = 10_000  # registered blocks looked past per look; the next goes on
 MAX_ID = 2**63 - 1
@@ -154,6 +160,19 @@ def looked_up_to(above: int, blocks: Sequence[tuple[int, int]], complete: bool,
     return max([above, *(last_id for _, last_id in blocks), *(m.id for m in found)])
 
 
+def cut_after(spans: Sequence[Span], rest: Span | None, last_id: int
+              ) -> tuple[list[Span], Span | None]:
+    """``spans`` read only up to the row ``last_id`` (a read cut by its LIMIT), and what is
+    left of that row's batch; the batches after it are listed again by the next read."""
+    index = next((i for i, span in enumerate(spans) if span.low <= last_id <= span.high), None)
+    if index is None:
+        raise ValueError(f"row {last_id} lies in none of the spans read")
+    span = spans[index]
+    end = rest.high if rest is not None and index == len(spans) - 1 else span.high
+    left = Span(span.seq, last_id + 1, end) if last_id < end else None
+    return [*spans[:index], Span(span.seq, span.low, last_id)], left
+
+
 def _ids(name: str, values: Sequence[int]) -> Any:
     return cast(bindparam(name, list(values)), ARRAY(BigInteger))
 
@@ -174,11 +193,11 @@ def rows_statement(filters: Filters, spans: Sequence[Span], limit: int | None = 
     return stmt if limit is None else stmt.limit(limit)
 
 
-def batches_after_statement(seq: int) -> AnySelect:
+def batches_after_statement(seq: int, limit: int = MAX_BATCHES) -> AnySelect:
     """The next batches with rows, in commit order."""
     return (select(_b.seq, _b.first_id, _b.last_id)
             .where(_b.seq > seq, _b.last_id >= _b.first_id)
-            .order_by(_b.seq).limit(MAX_BATCHES))
+            .order_by(_b.seq).limit(limit))
 
 
 def blocks_above_statement(above: int) -> AnySelect:
@@ -223,6 +242,7 @@ class Follower:
         self.orphans_looked_at = now  # time.monotonic() of the last look
         self.more_batches = False  # the last read was cut short: read on at once
         self.more_orphans = False  # the last look was cut short: look on with the next read
+        self.read_ids = READ_ROWS  # ids the next read takes at most (see MAX_READ_IDS)
 
     @property
     def more(self) -> bool:
@@ -231,19 +251,25 @@ class Follower:
     def reading(self, now: float) -> Steps[list[StoredMessage]]:
         """One read: the rows due, in commit order. The position moves at the end only, so
         that a read that fails half way leaves it where it was."""
-        listed = [Span(*row) for row in (yield Fetch(batches_after_statement(self.seq)))]
-        spans, rest = plan(self.rest, listed, READ_ROWS)
-        rows = (yield Fetch(rows_statement(self.filters, spans), stored=True)) if spans else []
+        budget = self.read_ids
+        listing = MAX_BATCHES * budget // READ_ROWS
+        listed = [Span(*row) for row in (yield Fetch(batches_after_statement(self.seq, listing)))]
+        spans, rest = plan(self.rest, listed, budget)
+        rows: list[StoredMessage] = (yield Fetch(rows_statement(
+            self.filters, spans, READ_ROWS), stored=True)) if spans else []
+        if len(rows) >= READ_ROWS:
+            spans, rest = cut_after(spans, rest, rows[-1].id)
         look = self.more_orphans or now - self.orphans_looked_at >= ORPHAN_CHECK
         if look:
             found, orphans_above, more_orphans = yield from self._orphans()
             rows += found
             self.orphans_above, self.more_orphans = orphans_above, more_orphans
             self.orphans_looked_at = now
-        self.more_batches = (rest is not None or len(listed) == MAX_BATCHES
+        self.more_batches = (rest is not None or len(listed) == listing
                              or (bool(listed) and spans[-1].seq != listed[-1].seq))
         if spans:
             self.seq, self.rest, self.resume_after = spans[-1].seq, rest, spans[-1].high
+        self.read_ids = READ_ROWS if rows else min(2 * budget, MAX_READ_IDS)
         return rows
 
     def _orphans(self) -> Steps[tuple[list[StoredMessage], int, bool]]:
