@@ -641,8 +641,12 @@ class Container:
         return Path("/run/systemd/nspawn/propagate") / self.name
 
     def pids_left(self) -> set[int]:
-        return {int(pid) for cgroup in self.cgroups if cgroup.exists()
-                for procs in cgroup.rglob("cgroup.procs") for pid in procs.read_text().split()}
+        pids: set[int] = set()
+        for cgroup in self.cgroups:
+            for directory, _subdirs, _files in os.walk(cgroup):
+                with contextlib.suppress(OSError):  # the container's systemd removes cgroups
+                    pids.update(map(int, Path(directory, "cgroup.procs").read_text().split()))
+        return pids
 
     def leftovers(self) -> list[str]:
         """What the container left on this machine after close(): none of it should be."""
