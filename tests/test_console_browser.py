@@ -220,6 +220,35 @@ def test_facets_histogram_zoom_and_a_shared_url(chromium: Any, server: ServerPro
         clean(console)
 
 
+COMMAS = "host,with,commas"
+
+
+def test_a_host_with_commas_stays_one_value(chromium: Any, server: ServerProcess, dsn: str,
+                                            tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    stored_now(dsn, [record(f"from {host} {i}", host=host, severity=3 + i % 2,
+                            when=now - timedelta(minutes=30 - i))
+                     for i, host in enumerate([COMMAS, "host", "with", "commas", "web1"] * 3)])
+    with open_console(chromium, server.port("http"), tmp_path / "screens") as console:
+        console.open("/?since=1h")
+        wait_rows(console, newest_ids(dsn))
+        console.page.click(f'[data-facet=host] button[data-facet-value="{COMMAS}"]')
+        wait_rows(console, newest_ids(dsn, "hostname = %s", (COMMAS,)))
+        assert console.page.input_value("input[name=host]") == f'"{COMMAS}"'
+        assert console.query()["host"] == [COMMAS]
+        console.screenshot("facet-with-commas")
+        console.page.select_option("select[name=severity]", "err")  # the form is read again
+        wait_rows(console, newest_ids(dsn, "hostname = %s AND severity <= 3", (COMMAS,)))
+        assert console.query()["host"] == [COMMAS]
+        console.page.fill("input[name=host]", f'web1, "{COMMAS}"')
+        console.page.press("input[name=host]", "Enter")
+        wait_rows(console, newest_ids(dsn, "hostname IN ('web1', %s) AND severity <= 3",
+                                      (COMMAS,)))
+        assert console.query()["host"] == ["web1", COMMAS]
+        console.screenshot("typed-with-commas")
+        clean(console)
+
+
 def logger(port: int, message: str) -> None:
     subprocess.run(["logger", "-n", "127.0.0.1", "-P", str(port), "-T", "-t", "live",
                     message], check=True, timeout=10)

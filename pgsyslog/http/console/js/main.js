@@ -7,7 +7,7 @@ import { show } from "./dom.js";
 import { clearFacets, loadFacets } from "./facets.js";
 import { FACILITIES, count, fromLocalInput, severityLabel, toLocalInput } from "./format.js";
 import { LiveTail } from "./live.js";
-import { LIST_KEYS, apiParams, fromSearch, isRelative, splitList, toSearch, withValue } from "./query.js";
+import { LIST_KEYS, apiParams, fromSearch, isRelative, joinList, splitList, toSearch, withValue } from "./query.js";
 import { RowTable } from "./rows.js";
 
 const PAGE_ROWS = 100;
@@ -56,7 +56,7 @@ function fillForm(state) {
   };
   filters.since.value = preset ? "" : local(state.since);
   filters.until.value = preset ? "" : local(state.until);
-  for (const key of LIST_KEYS) filters[key].value = state[key].join(", ");
+  for (const key of LIST_KEYS) filters[key].value = joinList(state[key]);
   for (const key of ["time", "facility"]) filters[key].value = state[key];
   setSeverity(state.severity);
   if (["procid", "msgid", "source", "peer"].some((key) => state[key].length) || state.time !== "received") {

@@ -52,9 +52,27 @@ export function isRelative(since, until) {
   return Boolean(since) && !until && !/^\d{4}-/.test(since);
 }
 
-// "web1, web2" -> ["web1", "web2"]
+// A list in one input: values apart by commas; a value that holds a comma or a quote (or
+// starts or ends with a space) is written in double quotes, a quote in it doubled, as CSV has
+// it. 'web1, "host,with,commas"' <-> ["web1", "host,with,commas"].
+const LIST_ITEM = /\s*(?:"((?:[^"]|"")*)"|([^,]*?))\s*(?:,|$)/y;
+
 export function splitList(text) {
-  return text.split(",").map((v) => v.trim()).filter(Boolean);
+  const values = [];
+  LIST_ITEM.lastIndex = 0;
+  while (LIST_ITEM.lastIndex < text.length) {
+    const start = LIST_ITEM.lastIndex;
+    const match = LIST_ITEM.exec(text);
+    if (!match || LIST_ITEM.lastIndex === start) break;
+    const value = match[1] !== undefined ? match[1].replaceAll('""', '"') : match[2];
+    if (value) values.push(value);
+  }
+  return values;
+}
+
+export function joinList(values) {
+  const quoted = (v) => (/[,"]/.test(v) || v !== v.trim() ? `"${v.replaceAll('"', '""')}"` : v);
+  return values.map(quoted).join(", ");
 }
 
 export function withValue(list, value) {
