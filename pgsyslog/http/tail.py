@@ -24,7 +24,11 @@ KEEPALIVE seconds (test_http_auth.py::test_a_logout_ends_the_open_live_tails_of_
 
 A client that stops reading is dropped once a write has waited http_stream_timeout
 seconds for it, which frees its slot and its database connection
-(test_http_limits.py::test_a_tail_client_that_stops_reading_is_dropped). The
+(test_http_limits.py::test_a_tail_client_that_stops_reading_is_dropped). One that reads
+nothing while little is sent (keep-alives, rows a narrow filter lets through) is not
+noticed: the kernels' socket buffers take those writes for hours. What bounds such clients
+is MAX_STREAMS and the token (test_tail_slots.py::
+test_silent_tails_hold_at_most_the_slots_and_need_the_token). The
 storage side (LISTEN, ids seen, order) is pgsyslog.storage.follow.
 """
 
