@@ -4,8 +4,9 @@ Each path is looked at every POLL_INTERVAL seconds when it has nothing new. A pa
 now names another file (rotation by rename) has its old file read to its end first, then
 the new one from its start; a file that became shorter than what was read, or whose first
 bytes changed (copytruncate), is read again from the start as a new file. At start, a
-file last read at the path and renamed since within its directory (a rotation while
-follow was down) is read to its end first. Positions are stored with every batch, so a
+file last read at the path and renamed or compressed since within its directory (a
+rotation while follow was down) is read to its end first; when it is not there, one
+warning says what may be lost. Positions are stored with every batch, so a
 restart resumes without gaps or duplicates (test_import_follow.py::
 test_follow_across_rotations_and_restarts_stores_every_line_once).
 """
@@ -22,8 +23,9 @@ from pathlib import Path
 
 import psycopg
 
+from pgsyslog.importer.identity import KnownFile, same_content
 from pgsyslog.importer.run import Importer, OpenFile
-from pgsyslog.importer.source import Source, SourceError, open_source
+from pgsyslog.importer.source import Source, SourceError, open_source, still_there
 from pgsyslog.receiver.write_policy import Failure, backoff, classify, describe
 
 log = logging.getLogger(__name__)
@@ -32,7 +34,8 @@ POLL_INTERVAL = 0.5  # seconds between two looks at a file that had nothing new
 GROUPS_PER_TURN = 20  # groups one file may store before the next file has its turn
 
 _LAST_AT_PATH = """
-    SELECT device, inode FROM syslog.imported_files WHERE path = %s
+    SELECT id, device, inode, head_sha256, head_length, path, position, lines, compressed
+    FROM syslog.imported_files WHERE path = %s
     ORDER BY updated_at DESC LIMIT 1
 """
 
@@ -157,33 +160,83 @@ class Follower:
         return stored > 0
 
     async def _catch_up_rotated(self, path: str, done: list[OpenFile]) -> None:
-        """Read to its end a file last read at ``path`` and renamed since (in its
-        directory), so that lines written to it while follow was down are not missed."""
-        renamed = await self._renamed_since(path)
-        if renamed is None:
+        """Read to its end the file last read at ``path`` when another file is there now
+        (a rotation while follow was down): renamed in its directory, or compressed there
+        (logrotate's compress without delaycompress); when neither is found, warn that
+        its end may be lost."""
+        last = await self._last_at(path)
+        if last is None or still_there(last):
             return
-        opened = await self.importer.open(open_source(renamed))
-        if opened.state.id is None:  # not the file read before after all (another head)
+        opened = await self._open_renamed(path, last)
+        if opened is None:
+            opened = await self._open_compressed_rotation(path, last)
+        if opened is None:
+            return
+        if opened.state.id != last.id:  # imported on its own since: nothing to finish
             await self.importer.release(opened)
             opened.source.close()
             return
         log.info("%s was rotated to %s since the last run: reading that to its end", path,
-                 renamed)
+                 opened.source.name)
         await self.importer.import_all(opened, self.stop)
         opened.source.close()
         done.append(opened)
 
-    async def _renamed_since(self, path: str) -> str | None:
+    async def _last_at(self, path: str) -> KnownFile | None:
         async with self.importer.conn.cursor() as cur:
             await cur.execute(_LAST_AT_PATH, (os.path.abspath(path),))
             row = await cur.fetchone()
-        if row is None:
+        return None if row is None else KnownFile(*row)
+
+    async def _open_renamed(self, path: str, last: KnownFile) -> OpenFile | None:
+        """``last`` renamed in ``path``'s directory, opened at its stored position."""
+        renamed = _find_inode(Path(path).parent, last.device, last.inode)
+        if renamed is None:
             return None
-        with contextlib.suppress(OSError):
-            here = os.stat(path)
-            if (here.st_dev, here.st_ino) == tuple(row):
-                return None
-        return _find_inode(Path(path).parent, int(row[0]), int(row[1]))
+        opened = await self.importer.open(open_source(renamed))
+        if opened.state.id != last.id:  # another file on a reused inode
+            await self.importer.release(opened)
+            opened.source.close()
+            return None
+        return opened
+
+    async def _open_compressed_rotation(self, path: str, last: KnownFile) -> OpenFile | None:
+        """The gzip rotation of ``last`` beside ``path``, opened at its stored position
+        (test_import_follow.py::test_a_rotation_compressed_while_follow_was_down_is_finished);
+        None, with one warning, when there is none."""
+        source = find_compressed_rotation(path, last)
+        if source is None:
+            log.warning("%s: the file read before (%s lines stored, to byte %s) was rotated "
+                        "away while follow was down and is not in %s, renamed or compressed: "
+                        "every line it got after byte %s may be lost; to recover them, "
+                        "import its rotation (pgsyslog import %s.*.gz)", path,
+                        f"{last.lines:,}", f"{last.position:,}", Path(path).parent,
+                        f"{last.position:,}", path)
+            return None
+        opened = await self.importer.open(source)
+        if opened.state.id is None:  # its head is short, or not recognised by name
+            await self.importer.release(opened)
+            opened = await self.importer.open_as(source, last)
+        return opened
+
+
+def find_compressed_rotation(path: str, last: KnownFile) -> Source | None:
+    """A gzip file in ``path``'s directory, named after it, whose content starts as
+    ``last`` did; opened."""
+    directory, name = os.path.split(os.path.abspath(path))
+    try:
+        names = sorted(e.name for e in os.scandir(directory)
+                       if e.name.startswith(name) and e.name != name)
+    except OSError:
+        return None
+    for candidate in names:
+        with contextlib.suppress(SourceError):
+            source = open_source(os.path.join(directory, candidate))
+            identity = source.identity
+            if source.compressed and identity is not None and same_content(identity, last):
+                return source
+            source.close()
+    return None
 
 
 def _find_inode(directory: Path, device: int, inode: int) -> str | None:
