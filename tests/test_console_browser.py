@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from browser import PHONE, Console, browser_missing, launched, open_console
-from helpers import ServerProcess, query, wait_for_rows
+from helpers import ServerProcess, free_port, query, wait_for_rows
 from http_client import EventStream, get
 from pki import Pki
 from stored import insert, record
@@ -374,6 +374,27 @@ def test_login_with_a_token(chromium: Any, serve: Callable[..., ServerProcess], 
         console.page.wait_for_url(f"{console.base}/")
         assert console.foreign_requests() == []
         assert console.errors == []
+
+
+def test_a_login_and_live_mode_survive_a_restart(chromium: Any,
+                                                serve: Callable[..., ServerProcess],
+                                                tmp_path: Path) -> None:
+    args = ("--tcp", "127.0.0.1:0", "--http", f"127.0.0.1:{free_port()}", "--http-token",
+            TOKEN)
+    server = serve(*args)
+    with open_console(chromium, server.port("http"), tmp_path / "screens") as console:
+        console.open("/?q=restart&live=1")
+        console.page.wait_for_selector("input[name=token]")
+        console.page.fill("input[name=token]", TOKEN)
+        console.page.keyboard.press("Enter")
+        console.page.wait_for_selector("#live-status[data-status=live]")
+        server.stop()
+        server = serve(*args)  # the same HTTP address, a new process: no session in memory
+        logger(server.port("tcp"), "restart survived")
+        console.page.locator("#results tbody td.msg", has_text="restart survived").wait_for()
+        assert console.page.url == f"{console.base}/?q=restart&live=1"  # not sent to /login
+        console.screenshot("live-after-restart")
+        assert console.foreign_requests() == []
 
 
 def test_a_phone_in_dark_mode_and_a_hostile_message(chromium: Any, server: ServerProcess,
