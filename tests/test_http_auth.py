@@ -215,7 +215,8 @@ def test_a_logout_ends_the_open_live_tails_of_its_session(dsn: str) -> None:
 
 
 CROSS_SITE = [{"Origin": "http://evil.example"}, {"Origin": "null"},
-              {"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"}]
+              {"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"},
+              {"Sec-Fetch-Site": "none", "Origin": "http://127.0.0.1"}]
 
 
 def test_login_and_logout_refuse_cross_site_requests(dsn: str) -> None:
@@ -234,6 +235,11 @@ def test_login_and_logout_refuse_cross_site_requests(dsn: str) -> None:
         assert get(port, "/api/search", headers=cookie).status == 200  # still logged in
         reply = request(port, "POST", "/api/login",
                         {"Content-Type": "application/json", **same}, body)
+        assert reply.status == 200
+        # A proxy that rewrote Host: the browser's Sec-Fetch-Site is what counts.
+        proxied = {"Origin": "https://logs.example", "Sec-Fetch-Site": "same-origin"}
+        reply = request(port, "POST", "/api/login",
+                        {"Content-Type": "application/json", **proxied}, body)
         assert reply.status == 200
         assert request(port, "POST", "/api/logout", {**cookie, **same}).status == 200
         assert get(port, "/api/search", headers=cookie).status == 401

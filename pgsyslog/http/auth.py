@@ -239,11 +239,12 @@ def _error(status: type[web.HTTPException], message: str,
 
 
 def cross_site(request: web.Request) -> bool:
-    """The request comes from another site's page, by its Sec-Fetch-Site or its Origin
-    (whose host must be the Host the request was sent to)."""
+    """The request comes from another site's page: by its Sec-Fetch-Site when the browser
+    sends one (so a proxy that rewrites Host is no matter), else by its Origin, whose host
+    must be the Host the request was sent to."""
     fetch_site = request.headers.get("Sec-Fetch-Site")
-    if fetch_site is not None and fetch_site.lower() != "same-origin":
-        return True
+    if fetch_site is not None:
+        return fetch_site.lower() != "same-origin"
     origin = request.headers.get("Origin")
     if origin is None:
         return False  # not from a browser's script or form: curl, scripts, old browsers
