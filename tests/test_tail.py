@@ -130,12 +130,14 @@ def test_a_read_cut_by_its_limit_goes_on_after_its_last_row() -> None:
 def test_reads_that_find_nothing_take_twice_the_ids_up_to_a_bound() -> None:
     follower = Follower(Filters(words="rare"), 1, Span(1, 1, 10**7), orphans_above=10**7,
                         resume_after=0, now=0.0)
-    highs = []
+    highs, listings = [], []
     for _ in range(9):
         asked, _ = answer(follower.reading(now=1.0), [], [])
+        listings.append(compile_query(asked[0].statement).params["param_1"])
         highs.append(compile_query(asked[1].statement).params["highs"][0])
     sizes = [high - low for high, low in zip(highs, [0, *highs], strict=False)]
     assert sizes == [READ_ROWS * 2**k for k in range(7)] + [MAX_READ_IDS] * 2
+    assert listings == [size // READ_ROWS * MAX_BATCHES for size in sizes]  # batches too
     answer(follower.reading(now=1.0), [], [row(highs[-1] + 1)])  # a match: small reads again
     asked, _ = answer(follower.reading(now=1.0), [], [])
     assert compile_query(asked[1].statement).params["highs"][0] == (
