@@ -8,6 +8,7 @@ import io
 import os
 import pty
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -208,6 +209,22 @@ def test_a_file_starting_as_a_known_one_elsewhere_is_a_new_file(dsn: str,
         copy.write_bytes(gzip.compress(whole.read_bytes()))
         result = run_import(dsn, str(copy))
         assert "100 imported, 0 skipped" in result.stdout, (copy, result.stdout)
+
+
+def test_a_copytruncate_copy_gives_only_the_lines_missed(dsn: str, tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text(numbered(100))
+    assert run_import(dsn, str(log)).returncode == 0
+    with log.open("a") as out:  # written after the import, just before the rotation
+        out.write(numbered(5, first=100))
+    copy = tmp_path / "app.log.1"
+    shutil.copy(log, copy)  # copytruncate: a copy, then the file emptied and written on
+    with log.open("r+") as out:
+        out.truncate(0)
+    log.write_text(numbered(3, first=105))
+    assert "5 imported, 100 skipped" in run_import(dsn, str(copy)).stdout
+    assert "3 imported, 0 skipped" in run_import(dsn, str(log)).stdout
+    assert_each_line_once(dsn, 108)
 
 
 def test_a_short_file_is_known_by_its_inode_only(dsn: str, tmp_path: Path) -> None:
