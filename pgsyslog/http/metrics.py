@@ -77,6 +77,8 @@ class ReceiverCollector(Collector):
         yield _counter("rows_unrouted", "Rows committed into syslog.unrouted.", c.unrouted)
         yield _counter("rows_rejected", "Rows refused by both tables (logged).", c.rejected)
         yield _counter("rows_spooled", "Rows written to the disk spool.", c.spooled)
+        yield _counter("udp_spilled", "UDP records spooled because the queue was full "
+                       "(counted in rows_spooled too).", c.spilled)
         yield _counter("rows_replayed", "Rows brought from the spool into the database.",
                        c.replayed)
         yield _counter("batches", "COPY batches committed.", c.batches)

@@ -11,7 +11,8 @@ class Counters:
     received_by_transport: dict[str, int] = field(default_factory=dict)  # udp, tcp, tls
     parsed_by_format: dict[str, int] = field(default_factory=dict)  # rfc5424, rfc3164, ...
     dropped_empty: int = 0  # empty or whitespace-only messages, never stored
-    dropped_queue_full: int = 0  # UDP datagrams dropped because the queue was full
+    dropped_queue_full: int = 0  # UDP datagrams dropped: the queue was full, the spool too
+    spilled: int = 0  # UDP records spooled because the queue was full (in spooled too)
     parse_failed: int = 0  # records stored with a parse_error
     truncated: int = 0  # frames cut at max_frame_length
     cut_short: int = 0  # stream frames stored unfinished: their connection ended or we stopped

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, tzinfo
 
 from pgsyslog.config import SourceZone
@@ -61,11 +61,15 @@ class Intake:
         self.counters = counters
         self.zones = zones
         self.max_length = max_length
+        # Where a UDP record goes when the queue is full (udp.Overflow: the spool); True
+        # when it took the record. None, or False from it: dropped and counted.
+        self.overflow: Callable[[Record], bool] | None = None
+        self._received_at: datetime | None = None  # see offer_received
 
     def context(self, source_ip: str | None, transport: Transport) -> ParseContext:
         """One context per read: the frames of one TCP chunk share their receive time."""
-        return ParseContext(datetime.now(UTC), self.zones.zone_for(source_ip), source_ip,
-                            transport)
+        return ParseContext(self._received_at or datetime.now(UTC),
+                            self.zones.zone_for(source_ip), source_ip, transport)
 
     def parse(self, data: bytes, ctx: ParseContext, truncated: bool = False,
               cut: str | None = None) -> Record | None:
@@ -113,7 +117,7 @@ class Intake:
                 put(record)
 
     def offer(self, data: bytes, source_ip: str | None) -> None:
-        """For UDP: queue when there is room, else drop and count.
+        """For UDP: queue when there is room, else hand to ``overflow``, else drop and count.
 
         A datagram framed with an octet count of its own length (syslog-ng's loggen) is
         taken without the count.
@@ -121,4 +125,16 @@ class Intake:
         self._count_received("udp", 1)
         record = self.parse(strip_datagram_count(data), self.context(source_ip, "udp"))
         if record is not None and not self.queue.offer(record):
-            self.counters.dropped_queue_full += 1
+            overflow = self.overflow
+            if overflow is None or not overflow(record):
+                self.counters.dropped_queue_full += 1
+
+    def offer_received(self, data: bytes, source_ip: str | None, received_at: datetime
+                       ) -> None:
+        """:meth:`offer`, with the receive time the UDP reader process stamped (a burst
+        may be parsed seconds after it arrived)."""
+        self._received_at = received_at
+        try:
+            self.offer(data, source_ip)
+        finally:
+            self._received_at = None

@@ -52,7 +52,7 @@ from pgsyslog.receiver.tls import (
     context_from_config,
     https_context_from_config,
 )
-from pgsyslog.receiver.udp import UdpListener, kernel_drops
+from pgsyslog.receiver.udp import Overflow, UdpListener, kernel_drops
 from pgsyslog.receiver.write_policy import Batch, chunks, describe
 from pgsyslog.receiver.writer import BatchWriter
 from pgsyslog.record import Record
@@ -112,7 +112,13 @@ class Receiver:
         self.config = config
         self.early_stops = early_stops if early_stops is not None else []
         self.out = out
-        self.queue = RecordQueue(config.queue_size, config.batch_rows, config.queue_bytes)
+        # queue_bytes bounds all that is received and not written: with UDP listeners,
+        # half of it is for their reader processes (raw datagrams, 5 times smaller than
+        # records: where a burst waits for the parser), the other half for the queue.
+        udp_listeners = sum(1 for transport, _ in config.listeners if transport == "udp")
+        self._reader_bytes = config.queue_bytes // 2 // max(1, udp_listeners)
+        self.queue = RecordQueue(config.queue_size, config.batch_rows,
+                                 config.queue_bytes - self._reader_bytes * udp_listeners)
         self.state = ReceiverState(self.queue)
         self.state.registry.max_connections = config.max_connections
         self.state.registry.max_connections_per_source = config.max_connections_per_source
@@ -120,6 +126,8 @@ class Receiver:
         self.intake = Intake(self.queue, self.state.counters, zones, config.max_frame_length)
         self.link = DatabaseLink(Timeouts.of(config))
         self.spooler = Spooler(None, self.state.counters, self._spool_size)  # set by run()
+        self._overflow = Overflow(self.spooler, self.state.counters, config.batch_rows)
+        self.intake.overflow = self._overflow
         self._stream_servers: list[asyncio.Server | TlsServer] = []
         self._tls_servers: list[TlsServer] = []
         self.relp_sessions = RelpSessions()
@@ -430,7 +438,8 @@ class Receiver:
                     listener = await UdpListener.bind(endpoint, self.intake,
                                                       cfg.udp_receive_buffer,
                                                       AllowList(cfg.udp_allow),
-                                                      self.state.listeners_down)
+                                                      self.state.listeners_down,
+                                                      self._reader_bytes, self._overflow)
                     self._udp.append(listener)
                     bound = listener.sockname
                 elif transport == "tls":
@@ -635,6 +644,7 @@ class Receiver:
         self._kernel_udp_drops()  # the last count of the sockets, before they close
         for listener in self._udp:
             await listener.stop(reading_ends)
+        await self._overflow.close()
         await self.state.registry.drain_and_close(reading_ends)
 
     async def _close_everything(self) -> None:
@@ -642,9 +652,12 @@ class Receiver:
             server.close()
         for session in list(self.relp_sessions.open):
             session.abort()  # an exit that skipped the stop: nothing more is answered
+        for listener in self._udp:
+            await listener.stop(0)  # an exit that skipped the stop: no reader left behind
         for task in [*self._background, *self._writers]:
             task.cancel()
         await asyncio.gather(*self._background, *self._writers, return_exceptions=True)
+        await self._overflow.close()
         if self._writers and (self.queue or any(w.current for w in self._writers.values())):
             await self._spool_what_is_left()  # an exit that skipped the stop (start-up error)
         if self._schedule is not None:

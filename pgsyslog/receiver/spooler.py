@@ -40,9 +40,10 @@ class Spooler:
     def enabled(self) -> bool:
         return self.spool is not None
 
-    async def put(self, batch: Batch, *, force: bool = False) -> bool:
+    async def put(self, batch: Batch, *, force: bool = False, outage: bool = True) -> bool:
         """Spool the batch (fsynced); False when there is no spool, no room (unless
         ``force``: a stopping receiver spools everything) or the disk refused it.
+        ``outage`` False: UDP overflow while the database answers (not logged as an outage).
 
         A batch is appended once: a put of a batch whose append succeeded, or is still
         running after its caller was cancelled, waits for that one
@@ -53,7 +54,7 @@ class Spooler:
         earlier = self._appends.get(batch.id)
         if earlier is not None and await asyncio.shield(earlier):
             return True
-        append = asyncio.ensure_future(self._append(batch, force))
+        append = asyncio.ensure_future(self._append(batch, force, outage))
         self._appends[batch.id] = append
         self._appends.move_to_end(batch.id)
         while len(self._appends) > RECENT_APPENDS:
@@ -61,7 +62,7 @@ class Spooler:
         # Shielded: a cancelled caller leaves the append to finish in its thread.
         return await asyncio.shield(append)
 
-    async def _append(self, batch: Batch, force: bool) -> bool:
+    async def _append(self, batch: Batch, force: bool, outage: bool = True) -> bool:
         assert self.spool is not None
         try:
             appended = await asyncio.to_thread(self.spool.append, batch.id, batch.records,
@@ -78,13 +79,14 @@ class Spooler:
                           len(batch.records))
             return False
         if appended:
-            self._spooled(len(batch.records))
+            self._spooled(len(batch.records), outage)
         return appended
 
-    def _spooled(self, rows: int) -> None:
+    def _spooled(self, rows: int, outage: bool = True) -> None:
+        """``outage`` False: the database answers, the queue was full (UDP overflow)."""
         assert self.spool is not None
         self.counters.spooled += rows
-        if not self._outage_logged:
+        if outage and not self._outage_logged:
             self._outage_logged = True
             log.warning("database unreachable: spooling batches to %s until it answers",
                         self.spool.directory)

@@ -1,22 +1,54 @@
-"""Syslog over UDP (RFC 5426): one datagram is one message."""
+"""Syslog over UDP (RFC 5426): one datagram is one message.
+
+The receiver binds each UDP socket (a port in use is one line of error at start) and
+hands it to a reader process (udp_reader.py) that only moves datagrams, stamped with
+their receive time and peer, from the socket into its memory and on through a unix
+stream socket; the listener here reads that stream in large pieces and parses the
+datagrams in its own time. So a burst waits in memory, not in the kernel's buffer,
+however long parsing, encoding or the database take: with a CPU-bound event loop a
+reader *thread* would get the GIL once per switch interval and the kernel would drop.
+
+What is bounded: the reader holds at most ``reader_bytes`` (its share of queue_bytes,
+server.py); past it, it leaves the datagrams in the kernel's buffer until the listener
+catches up. When the queue is full, records go to the disk spool (:class:`Overflow`),
+the one used while the database is away, and are written when the database catches up;
+only a spool that is off, full or failing drops them (``dropped_queue_full``).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
+import subprocess
+import sys
 import time
-from typing import Any, cast
-
-import asyncio_dgram
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 from pgsyslog.config import Endpoint
 from pgsyslog.receiver.access import AllowList, PeerLog
+from pgsyslog.receiver.counters import Counters
 from pgsyslog.receiver.intake import Intake, peer_ip
+from pgsyslog.receiver.spooler import Spooler
 from pgsyslog.receiver.supervise import keep_running
+from pgsyslog.receiver.udp_frames import Datagram, FrameReader
+from pgsyslog.receiver.write_policy import Batch
+from pgsyslog.record import Record
 
 log = logging.getLogger(__name__)
+
+READ_SIZE = 256 * 1024  # bytes taken from the reader's channel at a time
+CHANNEL_BUFFER = 1 << 20  # asked for the channel's kernel buffer (capped by rmem_max)
+READER_BYTES = 64 * 1024 * 1024  # what a reader holds when nobody says (tests)
+REAP_WAIT = 5.0  # seconds a stopped reader is given to exit before it is killed
+SPILL_AFTER = 0.5  # seconds a part batch of overflow waits before it is spooled anyway
+SPILL_LOG_EVERY = 60.0  # seconds between the warnings that UDP records go to the spool
 
 
 def set_receive_buffer(sock: socket.socket, size: int) -> int:
@@ -57,18 +89,190 @@ def kernel_drops(inodes: set[int], tables: tuple[str, ...] = ("/proc/net/udp",
     return total
 
 
-class UdpListener:
-    """One UDP socket and its receive loop.
+class UdpSocket:
+    """A bound UDP socket the receiver never reads itself (its reader process does)."""
 
-    The loop restarts after an unexpected error (supervise.py), on a new socket bound to
-    the same address when the old one was closed under it; ``listeners_down`` (the
-    receiver's state) names it while it is down. Datagrams wait in the kernel meanwhile,
-    except while there is no socket at all: the kernel refuses those (uncounted).
+    def __init__(self, sock: socket.socket) -> None:
+        self.socket = sock
+        self.sockname: tuple[Any, ...] = sock.getsockname()
+        self.closed = False
+        self.on_close: list[Callable[[], None]] = []
+
+    def close(self) -> None:
+        """Close it; whoever reads it (the reader process) is told to go."""
+        if not self.closed:
+            self.closed = True
+            self.socket.close()
+            for callback in self.on_close:
+                callback()
+
+
+def bind_socket(endpoint: Endpoint, receive_buffer: int) -> UdpSocket:
+    family, _, _, _, address = socket.getaddrinfo(
+        endpoint.host or None, endpoint.port, type=socket.SOCK_DGRAM,
+        flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.bind(address)
+        if receive_buffer:
+            set_receive_buffer(sock, receive_buffer)
+    except BaseException:
+        sock.close()
+        raise
+    return UdpSocket(sock)
+
+
+class ReaderProcess:
+    """The reader process of one socket and the parent's end of its channel."""
+
+    def __init__(self, sock: socket.socket, max_bytes: int) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        with contextlib.suppress(OSError):
+            ours.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, CHANNEL_BUFFER)
+        package_root = str(Path(__file__).resolve().parents[2])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (package_root, env.get("PYTHONPATH")) if p)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "pgsyslog.receiver.udp_reader", str(sock.fileno()),
+                 str(theirs.fileno()), str(max_bytes), str(os.getpid())],
+                pass_fds=(sock.fileno(), theirs.fileno()), stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, env=env)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self.channel = ours
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def finish(self) -> None:
+        """Ask the reader to hand over what it holds and exit (it sees end of input)."""
+        with contextlib.suppress(OSError):
+            self.channel.shutdown(socket.SHUT_WR)
+
+    def kill(self) -> None:
+        with contextlib.suppress(OSError):
+            self.proc.kill()
+
+    async def close(self) -> int | None:
+        """Close the channel and reap the process (killed if it lingers); its status."""
+        self.channel.close()
+        deadline = time.monotonic() + REAP_WAIT
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if self.proc.poll() is None:
+            self.kill()
+            await asyncio.to_thread(self.proc.wait)
+        return self.proc.returncode
+
+
+class Overflow:
+    """UDP records that found the queue full: spooled in batches of ``batch_rows`` (the
+    spool of database outages, replayed as soon as the database keeps up), so that a
+    burst costs disk, not datagrams. Dropped, and counted in ``dropped_queue_full``, only
+    when the spool is off, full or failing. Shared by the UDP listeners; one append at a
+    time, and a listener pauses while a full batch waits behind it (:attr:`busy`)."""
+
+    def __init__(self, spooler: Spooler, counters: Counters, batch_rows: int) -> None:
+        self.spooler = spooler
+        self.counters = counters
+        self.batch_rows = batch_rows
+        self._held: list[Record] = []
+        self._append: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._room = asyncio.Event()
+        self._room.set()
+        self._warned = False
+        self._logged_at = -SPILL_LOG_EVERY
+
+    def __call__(self, record: Record) -> bool:
+        """Take a record the queue refused; False: there is no spool to put it in."""
+        if not self.spooler.enabled:
+            return False
+        held = self._held
+        held.append(record)
+        if len(held) >= self.batch_rows:
+            self._spool_held()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(SPILL_AFTER, self._spool_held)
+        return True
+
+    @property
+    def busy(self) -> bool:
+        return len(self._held) >= self.batch_rows and self._append is not None
+
+    async def room(self) -> None:
+        while self.busy:
+            self._room.clear()
+            await self._room.wait()
+
+    def _spool_held(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._append is not None or not self._held:
+            return  # the append in flight takes these next
+        batch, self._held = Batch.new(self._held[:self.batch_rows]), self._held[self.batch_rows:]
+        self._append = asyncio.ensure_future(self._put(batch))
+
+    async def _put(self, batch: Batch, force: bool = False) -> None:
+        try:
+            stored = await self.spooler.put(batch, force=force, outage=False)
+        finally:
+            self._append = None
+        rows = len(batch.records)
+        if stored:
+            self.counters.spilled += rows
+            if time.monotonic() - self._logged_at >= SPILL_LOG_EVERY:
+                self._logged_at = time.monotonic()
+                log.warning("the queue is full: spooling UDP records to %s (%d so far); they "
+                            "are written when the database catches up",
+                            self.spooler.spool and self.spooler.spool.directory,
+                            self.counters.spilled)
+            self._warned = False
+        else:
+            self.counters.dropped_queue_full += rows
+            if not self._warned:
+                self._warned = True
+                log.error("the queue is full and the spool refused %d UDP records (full or "
+                          "failing): they are dropped", rows)
+        if self._held:
+            self._spool_held()
+        self._room.set()
+
+    async def close(self) -> None:
+        """The receiver stops: spool what is held, past spool_max_bytes (as the stop does)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self._append is not None:
+            await asyncio.shield(self._append)
+        while self._held:
+            batch = Batch.new(self._held[:self.batch_rows])
+            self._held = self._held[self.batch_rows:]
+            await self._put(batch, force=True)
+
+
+class UdpListener:
+    """One UDP socket, its reader process and the loop that takes in what it read.
+
+    The loop restarts after an unexpected error (supervise.py): on a new reader when the
+    reader ended, on a new socket bound to the same address when the old one was closed
+    under it; ``listeners_down`` (the receiver's state) names it while it is down.
+    Datagrams wait in the kernel meanwhile, except while there is no socket at all: the
+    kernel refuses those (uncounted).
     """
 
-    def __init__(self, stream: Any, intake: Intake, allow: AllowList,
+    def __init__(self, stream: UdpSocket, intake: Intake, allow: AllowList,
                  listeners_down: dict[str, str] | None = None,
-                 endpoint: Endpoint | None = None, receive_buffer: int = 0) -> None:
+                 endpoint: Endpoint | None = None, receive_buffer: int = 0,
+                 reader_bytes: int = READER_BYTES, overflow: Overflow | None = None) -> None:
         self.stream = stream
         self.intake = intake
         self.allow = allow
@@ -77,17 +281,24 @@ class UdpListener:
         self.endpoint = Endpoint(endpoint.host if endpoint else bound[0], bound[1])
         self.name = f"udp://{self.endpoint}"  # the key in listeners_down
         self.receive_buffer = receive_buffer
+        self.reader_bytes = reader_bytes
+        self.overflow = overflow
+        self.reader: ReaderProcess | None = None
+        self._frames = FrameReader()
+        self._pending: deque[Datagram] = deque()  # read from the reader, not offered yet
         self._refusals = PeerLog(log)
         self._stopping = False
-        self._socket_lost = False
         self._task: asyncio.Task[None] | None = None
+        stream.on_close.append(self._kill_reader)
 
     @classmethod
     async def bind(cls, endpoint: Endpoint, intake: Intake, receive_buffer: int,
-                   allow: AllowList,
-                   listeners_down: dict[str, str] | None = None) -> UdpListener:
-        stream = await bind_stream(endpoint, receive_buffer)
-        return cls(stream, intake, allow, listeners_down, endpoint, receive_buffer)
+                   allow: AllowList, listeners_down: dict[str, str] | None = None,
+                   reader_bytes: int = READER_BYTES,
+                   overflow: Overflow | None = None) -> UdpListener:
+        stream = bind_socket(endpoint, receive_buffer)
+        return cls(stream, intake, allow, listeners_down, endpoint, receive_buffer,
+                   reader_bytes, overflow)
 
     @property
     def inode(self) -> int:
@@ -95,64 +306,98 @@ class UdpListener:
 
     @property
     def sockname(self) -> tuple[Any, ...]:
-        name: tuple[Any, ...] = self.stream.sockname
-        return name
+        return self.stream.sockname
 
     def start(self) -> None:
         self._task = asyncio.create_task(
             keep_running(self.name, self._serve, self.listeners_down, self.intake.counters,
-                         prepare=self._bind_again_if_lost),
+                         prepare=self._prepare_restart),
             name=self.name)
 
-    async def _bind_again_if_lost(self) -> None:
-        if self._socket_lost:
-            self.stream.close()
-            self.stream = await bind_stream(self.endpoint, self.receive_buffer)
-            self._socket_lost = False
+    def _kill_reader(self) -> None:
+        if self.reader is not None:
+            self.reader.kill()
+
+    async def _prepare_restart(self) -> None:
+        """Before a restart: a new socket if ours was closed, a new reader if ours ended
+        (a reader that still runs, the loop having failed on a datagram, is kept)."""
+        reader = self.reader
+        if reader is not None and (self.stream.closed or reader.proc.poll() is not None):
+            self.reader = None
+            status = await reader.close()
+            log.info("%s: the UDP reader process ended (status %s)", self.name, status)
+            self._frames = FrameReader()  # a frame it left half written is gone with it
+        if self.stream.closed:
+            self.stream = bind_socket(self.endpoint, self.receive_buffer)
+            self.stream.on_close.append(self._kill_reader)
             log.info("%s: listening again on a new socket", self.name)
 
     async def _serve(self) -> None:
-        recv, offer, allows = self.stream.recv, self.intake.offer, self.allow.allows
-        counters = self.intake.counters
+        if self.reader is None:
+            if self.stream.closed:
+                raise SocketLost("the socket was closed under the receive loop")
+            self.reader = ReaderProcess(self.stream.socket, self.reader_bytes)
+        channel = self.reader.channel
+        loop = asyncio.get_running_loop()
+        overflow = self.overflow
         while True:
+            self._offer_pending()
+            if overflow is not None and overflow.busy:
+                await overflow.room()
             try:
-                data, addr = await recv()
-            except asyncio_dgram.TransportClosed:
+                data = await loop.sock_recv(channel, READ_SIZE)
+            except OSError:
+                data = b""
+            if not data:
                 if self._stopping:
                     return
-                self._socket_lost = True
-                raise SocketLost("the socket was closed under the receive loop") from None
-            source = peer_ip(addr)
+                if self.stream.closed:
+                    raise SocketLost("the socket was closed under the receive loop")
+                raise ReaderLost("the UDP reader process ended")
+            self._pending.extend(self._frames.feed(data))
+
+    def _offer_pending(self) -> None:
+        """Offer what was read, one datagram at a time: one that makes the intake fail is
+        taken off first, so that a restart goes on with the next."""
+        pending, offer, allows = self._pending, self.intake.offer_received, self.allow.allows
+        counters = self.intake.counters
+        from_timestamp = datetime.fromtimestamp
+        while pending:
+            when, host, port, data = pending.popleft()
+            source = peer_ip((host, port))
             if allows(source):
-                offer(data, source)
+                offer(data, source, from_timestamp(when, UTC))
             else:
                 counters.dropped_not_allowed += 1
                 self._refusals.warning(source, "dropping UDP from %s: not in udp_allow", source)
 
     async def stop(self, deadline: float) -> None:
-        """Take in what has already arrived (until ``deadline``, monotonic), then close."""
-        await self._drain_socket(deadline)
+        """Take in what the reader read (until ``deadline``, monotonic), then close."""
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        reader, task = self.reader, self._task
+        if reader is not None and task is not None and not task.done() \
+                and deadline > time.monotonic():
+            reader.finish()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task),
+                                       max(0.0, deadline - time.monotonic()))
+            if not task.done():
+                log.warning("%s: stopped before the UDP reader handed over all it had read; "
+                            "those datagrams are lost", self.name)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if self.reader is not None:
+            self.reader.kill()
+            await self.reader.close()
+            self.reader = None
+        self.stream.on_close.clear()
         self.stream.close()
-
-    async def _drain_socket(self, deadline: float) -> None:
-        # Give the loop a few turns to move datagrams out of the kernel buffer into ours,
-        # until a turn brings nothing new (a sender that never pauses: until the deadline).
-        before = -1
-        while self.intake.counters.received != before and time.monotonic() < deadline:
-            before = self.intake.counters.received
-            await asyncio.sleep(0.05)
 
 
 class SocketLost(Exception):
     """The UDP socket was closed by something other than the receiver's stop."""
 
 
-async def bind_stream(endpoint: Endpoint, receive_buffer: int) -> Any:
-    stream = await asyncio_dgram.bind((endpoint.host, endpoint.port))
-    if receive_buffer:
-        set_receive_buffer(cast(socket.socket, stream.socket), receive_buffer)
-    return stream
+class ReaderLost(Exception):
+    """The reader process of a UDP socket ended by something other than the stop."""
