@@ -160,6 +160,16 @@ class ReaderProcess:
         with contextlib.suppress(OSError):
             self.proc.kill()
 
+    async def status(self, wait: float = 1.0) -> str:
+        """How the process ended, for the log (it closed its channel: it is ending)."""
+        deadline = time.monotonic() + wait
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        code = self.proc.returncode
+        if code is None:
+            return "still running"
+        return f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+
     async def close(self) -> int | None:
         """Close the channel and reap the process (killed if it lingers); its status."""
         self.channel.close()
@@ -353,7 +363,8 @@ class UdpListener:
                     return
                 if self.stream.closed:
                     raise SocketLost("the socket was closed under the receive loop")
-                raise ReaderLost("the UDP reader process ended")
+                raise ReaderLost(f"the UDP reader process ended "
+                                 f"({await self.reader.status()})")
             self._pending.extend(self._frames.feed(data))
 
     def _offer_pending(self) -> None:
