@@ -4,8 +4,8 @@ Starts serve on a fresh embedded database (in a temporary directory, as bench/in
 offers a burst of realistic RFC 5424 datagrams at a fixed rate from a separate process to
 127.0.0.1, waits until every row is committed (or nothing moved for a while), and prints
 what was offered, stored and lost, the kernel's drops (RcvbufErrors of /proc/net/snmp and
-the socket's own count), what went through the spool, the peak memory of the receiver
-and of its UDP reader process against queue_bytes, and the time to drain.
+the socket's own count), what went through the spool, the peak memory (RssAnon) of the
+receiver and of its UDP reader process against queue_bytes, and the time to drain.
 
     python bench/udp_burst.py [--rate 50000] [--seconds 10] [--queue-bytes 268435456]
 """
@@ -43,10 +43,12 @@ def rcvbuf_errors() -> int:
 
 
 def rss(pid: int) -> int:
+    """Anonymous resident memory: what the process holds, without the page cache of the
+    spool segments it maps (those count in VmRSS as RssFile)."""
     try:
         with open(f"/proc/{pid}/status") as fh:
             for line in fh:
-                if line.startswith("VmRSS:"):
+                if line.startswith("RssAnon:"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
@@ -171,7 +173,8 @@ def run(proc: subprocess.Popen[str], ports: dict[str, int], dsn: str, count: int
     print(f"dropped_queue_full {delta('pgsyslog_messages_dropped_total{reason=queue_full}'):,}, "
           f"spilled to the spool {delta('pgsyslog_udp_spilled_total'):,}, "
           f"replayed {delta('pgsyslog_rows_replayed_total'):,}")
-    print(f"peak RSS: receiver {peak_serve / MIB:.0f} MiB (+{(peak_serve - base_serve) / MIB:.0f}),"
+    print(f"peak RssAnon: receiver {peak_serve / MIB:.0f} MiB "
+          f"(+{(peak_serve - base_serve) / MIB:.0f}),"
           f" reader {peak_readers / MIB:.0f} MiB (+{(peak_readers - base_readers) / MIB:.0f}); "
           f"growth {(peak_serve - base_serve + peak_readers - base_readers) / MIB:.0f} MiB "
           f"against queue_bytes {queue_bytes / MIB:.0f} MiB")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import struct
 
 HEADER = struct.Struct("<dIHB")
+LEVEL = struct.Struct("<Q")  # the bytes a reader holds, in a page it shares with the receiver
 MAX_DATAGRAM = 65535  # a UDP length field's limit (IPv4 payloads stop at 65507)
 MAX_HOST = 255
 MAX_FRAME = HEADER.size + MAX_DATAGRAM + MAX_HOST

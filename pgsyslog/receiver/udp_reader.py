@@ -1,6 +1,6 @@
 """The UDP reader process: moves datagrams from one socket into memory, nothing else.
 
-    python -m pgsyslog.receiver.udp_reader SOCKET_FD CHANNEL_FD MAX_BYTES PARENT_PID
+    python -m pgsyslog.receiver.udp_reader SOCKET_FD CHANNEL_FD MAX_BYTES PARENT_PID [LEVEL_FD]
 
 The receiver binds the socket and starts one of these per UDP listener (udp.py), so that
 reading never waits behind parsing, encoding or the database: a CPU-bound event loop
@@ -9,7 +9,9 @@ overflows meanwhile. Each wake-up reads until the socket is empty, stamps each d
 with its receive time and peer (udp_frames.py), and queues the frames in memory; they are
 written to the channel (a unix stream socket) as fast as the receiver reads it. Past
 MAX_BYTES held (plus one datagram) the socket is left alone (the kernel's buffer holds
-more, then drops and counts), so that memory stays bounded.
+more, then drops and counts), so that memory stays bounded. The bytes it holds are kept
+up to date in LEVEL_FD (8 bytes of shared memory, a memfd): the receiver reads them to
+choose between waiting for room in its queue and spilling to the spool.
 
 When the receiver shuts the channel for writing (its stop), the reader empties the socket
 once more, hands over everything, and exits. It exits too when the receiver is gone: the
@@ -25,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import mmap
 import os
 import select
 import signal
@@ -33,7 +36,7 @@ import sys
 import time
 from collections import deque
 
-from pgsyslog.receiver.udp_frames import HEADER, MAX_DATAGRAM, MAX_FRAME, close_frame
+from pgsyslog.receiver.udp_frames import HEADER, LEVEL, MAX_DATAGRAM, MAX_FRAME, close_frame
 
 AREA = 1 << 20  # frames of one wake-up are gathered here, then copied out in one piece
 WRITE_PIECES = 64  # buffers handed to one sendmsg
@@ -50,7 +53,8 @@ def die_with_parent(parent: int) -> None:
 
 
 class Reader:
-    def __init__(self, sock: socket.socket, channel: socket.socket, max_bytes: int) -> None:
+    def __init__(self, sock: socket.socket, channel: socket.socket, max_bytes: int,
+                 level: mmap.mmap | None = None) -> None:
         self.sock = sock
         self.channel = channel
         self.max_bytes = max_bytes
@@ -59,6 +63,11 @@ class Reader:
         self.area = bytearray(AREA + MAX_FRAME)
         self.view = memoryview(self.area)
         self._hosts: dict[str, bytes] = {}
+        self.level = level
+
+    def _report(self) -> None:
+        if self.level is not None:
+            LEVEL.pack_into(self.level, 0, self.held_bytes)
 
     def read_burst(self) -> int:
         """Read until the socket is empty (or the area is full); return datagrams read."""
@@ -83,6 +92,7 @@ class Reader:
         if pos:
             self.held.append(memoryview(bytes(view[:pos])))
             self.held_bytes += pos
+            self._report()
         return count
 
     def write_some(self) -> None:
@@ -95,6 +105,7 @@ class Reader:
             except (BlockingIOError, InterruptedError):
                 return
             self.held_bytes -= sent
+            self._report()
             while sent:
                 first = held[0]
                 if sent >= len(first):
@@ -147,15 +158,16 @@ def main(argv: list[str]) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
     try:
-        sock_fd, channel_fd, max_bytes, parent = (int(a) for a in argv)
+        sock_fd, channel_fd, max_bytes, parent = (int(a) for a in argv[:4])
         die_with_parent(parent)
+        level = mmap.mmap(int(argv[4]), LEVEL.size) if len(argv) > 4 else None
         sock = socket.socket(fileno=sock_fd)
         channel = socket.socket(fileno=channel_fd)
         sock.setblocking(False)
         channel.setblocking(False)
         with contextlib.suppress(OSError):
             channel.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, CHANNEL_BUFFER)
-        Reader(sock, channel, max_bytes).run()
+        Reader(sock, channel, max_bytes, level).run()
     except (BrokenPipeError, ConnectionResetError):
         return 0  # the receiver is gone
     except OSError as e:
