@@ -269,3 +269,31 @@ def test_the_overflow_counts_what_a_refusing_spool_drops() -> None:
 
     counters = asyncio.run(scenario())
     assert counters.dropped_queue_full == 25 and counters.spilled == 0
+
+
+def test_a_full_queue_leaves_the_burst_with_the_reader_and_drops_nothing() -> None:
+    """While the reader holds less than half its share, what the queue has no room for
+    waits (in the reader, the channel, the listener's last read); the listener takes it
+    in as the queue empties: no spool needed, nothing dropped."""
+    receiving = Receiving.make(queue_size=10)
+
+    async def scenario() -> list[str]:
+        listener = await receiving.udp_listener()
+        assert await wait_until(lambda: listener.reader is not None)
+        reader = listener.reader
+        assert reader is not None
+        send_udp(listener.sockname[1], *(b"<14>1 - h app - - - waits %03d" % i
+                                         for i in range(300)))
+        assert await wait_until(lambda: len(receiving.queue) == 10)  # full: the rest waits
+        await asyncio.sleep(0.2)
+        assert len(receiving.queue) == 10
+        taken: list[str] = []
+        deadline = time.monotonic() + 30
+        while len(taken) < 300 and time.monotonic() < deadline:  # a writer, at last
+            taken += [r.message for r in receiving.queue.take_batch()]
+            await asyncio.sleep(0.01)
+        return taken
+
+    taken = run(scenario(), receiving)
+    assert taken == [f"waits {i:03d}" for i in range(300)]
+    assert receiving.state.counters.dropped_queue_full == 0

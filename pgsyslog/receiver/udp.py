@@ -385,11 +385,14 @@ class UdpListener:
         channel = self.reader.channel
         loop = asyncio.get_running_loop()
         overflow = self.overflow
+        reader = self.reader
         while True:
-            self._offer_pending()
+            self._offer_pending(reader)
             if overflow is not None and overflow.busy:
                 await overflow.room()
-            await self._while_queue_full(self.reader)
+            await self._while_queue_full(reader)
+            if self._pending:
+                continue  # what was read first
             try:
                 data = await loop.sock_recv(channel, READ_SIZE)
             except OSError:
@@ -408,17 +411,23 @@ class UdpListener:
         times smaller than records, and not parsed twice) until it holds half its share;
         past that, go on, and what the queue refuses is spilled to the spool. Not at the
         stop: all the reader holds is taken in then."""
-        queue, half = self.intake.queue, reader.max_bytes // 2
-        while queue.full() and not self._stopping and reader.held() < half:
+        full = self.intake.queue.full
+        while full() and self._may_wait(reader):
             await asyncio.sleep(QUEUE_POLL)
 
-    def _offer_pending(self) -> None:
-        """Offer what was read, one datagram at a time: one that makes the intake fail is
-        taken off first, so that a restart goes on with the next."""
+    def _may_wait(self, reader: ReaderProcess) -> bool:
+        return not self._stopping and reader.held() < reader.max_bytes // 2
+
+    def _offer_pending(self, reader: ReaderProcess) -> None:
+        """Offer what was read, one datagram at a time, until the queue is full while the
+        reader may keep the rest (:meth:`_while_queue_full`). A datagram that makes the
+        intake fail is taken off first, so that a restart goes on with the next."""
         pending, offer, allows = self._pending, self.intake.offer_received, self.allow.allows
-        counters = self.intake.counters
+        counters, full = self.intake.counters, self.intake.queue.full
         from_timestamp = datetime.fromtimestamp
         while pending:
+            if full() and self._may_wait(reader):
+                return
             when, host, port, data = pending.popleft()
             source = peer_ip((host, port))
             if allows(source):
