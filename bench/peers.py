@@ -284,6 +284,14 @@ def copy_in(conn: psycopg.Connection[tuple[object, ...]], columns: tuple[str, ..
 def run_copy(pg: Pg15, name: str, payloads: Payloads, connections: int,
              revision: str = "head") -> Run:
     dsn = fresh_database(pg, revision)
+    try:
+        return copy_into(pg, dsn, name, payloads, connections)
+    finally:
+        drop_database(pg, dsn)
+
+
+def copy_into(pg: Pg15, dsn: str, name: str, payloads: Payloads, connections: int) -> Run:
+    """COPY the payloads into the database ``dsn`` over 1 or 2 connections."""
     # Connected before the CPU is first read and closed after it is read again: a
     # backend's CPU is only seen while it runs.
     conns = [psycopg.connect(dsn, autocommit=True) for _ in range(connections)]
@@ -302,7 +310,6 @@ def run_copy(pg: Pg15, name: str, payloads: Payloads, connections: int,
     finally:
         for conn in conns:
             conn.close()
-        drop_database(pg, dsn)
     return Run(name, rows, seconds, 0.0, pg_cpu[0])
 
 
