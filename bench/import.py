@@ -35,6 +35,7 @@ from zoneinfo import ZoneInfo
 
 from ingest import WORDS  # bench/ is the script's directory: the same vocabulary
 
+BENCH = Path(__file__).resolve().parent
 GOAL = 50_000  # lines per second (issue 13)
 HOSTS = [f"web{i:02d}" for i in range(30)] + [f"db{i}.example.net" for i in range(6)]
 APPS = ["sshd", "CRON", "kernel", "systemd", "postfix/smtpd", "nginx", "dhclient", "sudo"]
@@ -60,13 +61,14 @@ def write_log(path: Path, count: int, seed: int) -> None:
 def import_once(dsn: str, path: Path, code: Path | None = None) -> float:
     """Seconds `pgsyslog import` took for the file (start-up of the command included),
     with the package of the work tree ``code`` when given."""
-    env = dict(os.environ)
-    if code is not None:
-        env["PYTHONPATH"] = str(code)
+    # `python -m` puts the working directory first on sys.path: run in the work tree of
+    # the code meant, or a checkout's own package would shadow the baseline's.
+    code = code or BENCH.parent
+    env = {**os.environ, "PYTHONPATH": str(code)}
     started = time.monotonic()
     subprocess.run([sys.executable, "-m", "pgsyslog", "import", "--quiet", "--dsn", dsn,
                     "--default-tz", "UTC", str(path)], check=True, stdout=subprocess.DEVNULL,
-                   env=env)
+                   env=env, cwd=code)
     return time.monotonic() - started
 
 
