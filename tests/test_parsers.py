@@ -444,6 +444,20 @@ def test_year_is_the_nearest_to_received_at(received_at: str, stamp: str, expect
     assert record.event_time == at(expected + "Z")
 
 
+def test_a_header_read_before_is_read_again_for_another_context() -> None:
+    """Repeated headers are read once per context (rfc3164._header_time): the same text
+    under another receive time or zone is another time."""
+    line = "<13>Dec 31 23:59:50 host app: x"
+    in_january = datetime(2027, 1, 1, 0, 0, 30, tzinfo=UTC)
+    in_june = datetime(2026, 6, 1, tzinfo=UTC)
+    assert parse(line, received_at=in_january).event_time == at("2026-12-31T23:59:50Z")
+    assert parse(line, received_at=in_january).event_time == at("2026-12-31T23:59:50Z")
+    assert parse(line, received_at=in_june).event_time == at("2025-12-31T23:59:50Z")
+    assert parse(line, "Europe/Berlin", received_at=in_june).event_time == at(
+        "2025-12-31T22:59:50Z")
+    assert parse(line, received_at=in_january).event_time == at("2026-12-31T23:59:50Z")
+
+
 @pytest.mark.parametrize(
     ("tz", "stamp", "expected"),
     [

@@ -10,7 +10,7 @@ key=value, Cisco ASA without ``logging timestamp``) there is no hostname either.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 from pgsyslog.record import ParseContext, Record
 
@@ -76,10 +76,26 @@ def parse_rfc3164(text: str, pos: int, pri: int, data: bytes, ctx: ParseContext)
 
 
 def _header_time(m: re.Match[str], ctx: ParseContext) -> datetime | None:
+    # Lines of one burst share their second, and the frames of one read (or of one
+    # imported file) their context: reading that header once is most of its cost.
+    key = (m.group(), ctx.default_tz, ctx.received_at)
+    try:
+        return _HEADER_TIMES[key]
+    except KeyError:
+        pass
     iso = m["iso"]
     if iso is not None:
-        return iso8601_to_utc(iso, ctx.default_tz)
-    return bsd_from_match(m, ctx.default_tz, ctx.received_at)
+        value = iso8601_to_utc(iso, ctx.default_tz)
+    else:
+        value = bsd_from_match(m, ctx.default_tz, ctx.received_at)
+    if len(_HEADER_TIMES) >= _HEADER_TIMES_KEPT:
+        _HEADER_TIMES.clear()
+    _HEADER_TIMES[key] = value
+    return value
+
+
+_HEADER_TIMES: dict[tuple[str, tzinfo, datetime], datetime | None] = {}
+_HEADER_TIMES_KEPT = 4096
 
 
 def _after_timestamp(text: str, pos: int) -> _Fields:

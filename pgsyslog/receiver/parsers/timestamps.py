@@ -125,10 +125,25 @@ def bsd_from_match(
         if year:
             naive: datetime | None = datetime(int(year), *fields)
         else:
-            naive = nearest_year(fields, received_at.astimezone(tz).replace(tzinfo=None))
+            naive = nearest_year(fields, _wall_clock(received_at, tz))
     except (OverflowError, ValueError):
         return None
     return None if naive is None else localize(naive, tz)
+
+
+def _wall_clock(received_at: datetime, tz: tzinfo) -> datetime:
+    """``received_at`` as the clock on the wall in ``tz`` shows it (naive); the messages
+    of one read, or of one imported file, share it."""
+    global _last_wall_clock
+    key, value = _last_wall_clock
+    if key != (received_at, tz):
+        value = received_at.astimezone(tz).replace(tzinfo=None)
+        _last_wall_clock = ((received_at, tz), value)
+    return value
+
+
+_last_wall_clock: tuple[tuple[datetime, tzinfo], datetime] = (
+    (datetime.min.replace(tzinfo=UTC), UTC), datetime.min)
 
 
 def nearest_year(fields: tuple[int, int, int, int, int, int], ref: datetime) -> datetime | None:
