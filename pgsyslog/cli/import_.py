@@ -111,6 +111,7 @@ def _open_all(files: Sequence[str]) -> list[Source]:
 
 async def _run(url: str, settings: ImportSettings, sources: list[Source], follow: bool,
                quiet: bool) -> tuple[list[OpenFile], bool]:
+    from pgsyslog import collector
     from pgsyslog.importer.follow import Follower
     from pgsyslog.importer.ledger import ConcurrentImport
     from pgsyslog.importer.progress import make_progress
@@ -123,6 +124,7 @@ async def _run(url: str, settings: ImportSettings, sources: list[Source], follow
     try:
         with _stop_on_signals(stop):
             await importer.connect()
+            collector.settle()
             if follow:
                 for source in sources:
                     source.close()  # the follower opens each path itself
