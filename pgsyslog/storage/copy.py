@@ -171,6 +171,16 @@ async def copy_rows(conn: AsyncConnection, records: Sequence[Record], first_id: 
     return IdBlock(first_id, first_id + len(records) - 1)
 
 
+async def copy_data(conn: AsyncConnection, data: bytes, first_id: int, rows: int) -> IdBlock:
+    """COPY rows already encoded (copy_data.MessageRows, ids from ``first_id`` on) into
+    syslog.messages, as copy_rows does with records."""
+    if rows > BLOCK_IDS:
+        raise ValueError(f"a batch holds at most {BLOCK_IDS} records, not {rows}")
+    async with conn.cursor() as cur, cur.copy(COPY_MESSAGES) as copy:
+        await copy.write(data)
+    return IdBlock(first_id, first_id + rows - 1)
+
+
 async def register_batch(conn: AsyncConnection, ids: IdBlock,
                          batch_id: uuid.UUID | None = None) -> None:
     """Register the rows copied as ``ids`` as one batch, taking the commit-order lock until
