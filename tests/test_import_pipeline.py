@@ -1,5 +1,5 @@
-"""The import's two transactions in flight: group k registers and commits on one
-connection while group k+1 has been COPYed on the other. Each test stops the import in
+"""The import's transactions in flight: group k registers and commits on one connection
+while groups k+1 and k+2 have been COPYed on the two others. Each test stops the import in
 that state (the test holds the commit-order lock, so group k cannot register), breaks one
 side, and checks that what is stored and the stored position agree, and that the next
 import stores every line once. Real PostgreSQL, `pgsyslog import` as a subprocess."""
@@ -18,6 +18,7 @@ import psycopg
 from test_import import assert_each_line_once, messages, numbered, one_error_line, run_import
 
 from helpers import query
+from pgsyslog.importer.run import CONNECTIONS
 from pgsyslog.storage.copy import COMMIT_ORDER_LOCK
 from pgsyslog.storage.database import APPLICATION_NAME
 
@@ -28,7 +29,7 @@ _WAITING_TO_REGISTER = """
     SELECT pid FROM pg_stat_activity
     WHERE application_name = %(app)s AND wait_event_type = 'Lock' AND wait_event = 'advisory'
 """
-# The group after it: its COPY done (the savepoint around it released), waiting in Python.
+# The groups after it: their COPY done (the savepoint around it released), waiting in Python.
 _COPIED_AND_WAITING = """
     SELECT pid FROM pg_stat_activity
     WHERE application_name = %(app)s AND state = 'idle in transaction'
@@ -44,14 +45,15 @@ def commit_order_held(dsn: str) -> Iterator[psycopg.Connection[tuple[object, ...
         yield conn
 
 
-def between_the_steps(dsn: str, proc: subprocess.Popen[str]) -> tuple[int, int]:
-    """Wait until group 0 waits to register and group 1 has been COPYed; their backends."""
+def between_the_steps(dsn: str, proc: subprocess.Popen[str]) -> tuple[int, list[int]]:
+    """Wait until group 0 waits to register and the groups after it have been COPYed, one
+    on each other connection; their backends."""
     deadline = time.monotonic() + 60
     while True:
         waiting = query(dsn, _WAITING_TO_REGISTER, {"app": APPLICATION_NAME})
         copied = query(dsn, _COPIED_AND_WAITING, {"app": APPLICATION_NAME})
-        if len(waiting) == 1 and len(copied) == 1:
-            return waiting[0][0], copied[0][0]
+        if len(waiting) == 1 and len(copied) == CONNECTIONS - 1:
+            return waiting[0][0], [pid for (pid,) in copied]
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, f"not both in flight: {waiting} {copied}"
         time.sleep(0.05)
@@ -71,7 +73,7 @@ def test_a_kill_between_copy_and_commit_loses_and_repeats_nothing(
         between_the_steps(dsn, proc)
         proc.kill()
         proc.communicate(timeout=30)
-    assert stored(dsn) == (0, [])  # group 1's COPY went with its connection
+    assert stored(dsn) == (0, [])  # the COPYs went with their connections
     result = run_import(dsn, str(log), env=GROUP)
     assert f"{LINES:,} imported, 0 skipped" in result.stdout, result.stdout + result.stderr
     assert_each_line_once(dsn, LINES)
@@ -87,7 +89,7 @@ def test_a_failed_commit_rolls_back_the_group_copied_after_it(dsn: str, tmp_path
         held.execute("SELECT pg_terminate_backend(%s)", (first,))
         out, err = proc.communicate(timeout=60)
     one_error_line(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
-    assert stored(dsn) == (0, [])  # group 1 was COPYed, then rolled back with group 0
+    assert stored(dsn) == (0, [])  # groups 1 and 2 were COPYed, then rolled back
     result = run_import(dsn, str(log), env=GROUP)
     assert f"{LINES:,} imported, 0 skipped" in result.stdout, result.stdout + result.stderr
     assert_each_line_once(dsn, LINES)
@@ -99,8 +101,9 @@ def test_a_lost_connection_after_the_copy_keeps_the_group_before_it(dsn: str, tm
     log.write_text(numbered(LINES))
     with commit_order_held(dsn) as held:
         proc = _start(dsn, log)
-        _, second = between_the_steps(dsn, proc)
-        held.execute("SELECT pg_terminate_backend(%s)", (second,))
+        _, after = between_the_steps(dsn, proc)
+        for pid in after:
+            held.execute("SELECT pg_terminate_backend(%s)", (pid,))
     out, err = proc.communicate(timeout=60)  # group 0 commits once the lock is free
     one_error_line(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
     assert stored(dsn) == (1000, [(1000,)])

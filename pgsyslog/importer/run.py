@@ -8,10 +8,12 @@ maintenance. A row the database refuses is split off, as the writer does, and ke
 syslog.unrouted; a failure of the database itself leaves this module (nothing of the
 group was committed, nor of the group after it).
 
-Two groups are in flight on two connections: while group k registers its batch, moves
-the position and commits, group k+1 is COPYed (the full-text index makes that the
-expensive part). Group k+1 registers only after group k committed, and rolls back when
-group k did not, so groups commit in file order and no lock is held while waiting
+Groups are parsed and encoded as COPY data in a worker process (importer/encode.py),
+and up to three are in flight on three connections: two COPY side by side (the
+full-text index makes that the expensive part, and PostgreSQL takes one core for each)
+while the one before them registers its batch, moves the position and commits. Group k+1
+registers only after group k committed, and rolls back when group k did not, so groups
+commit in file order and no lock is held while waiting
 (test_import_pipeline.py::test_a_kill_between_copy_and_commit_loses_and_repeats_nothing,
 test_import_pipeline.py::test_a_failed_commit_rolls_back_the_group_copied_after_it).
 """
@@ -22,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
@@ -30,6 +32,7 @@ from typing import Any
 import psycopg
 
 from pgsyslog.importer import ledger
+from pgsyslog.importer.encode import EncodedGroup, Encoder
 from pgsyslog.importer.identity import KnownFile
 from pgsyslog.importer.lines import LineOptions, Tally, convert
 from pgsyslog.importer.progress import ImportProgress
@@ -39,8 +42,8 @@ from pgsyslog.record import Record
 from pgsyslog.storage import database, partitions
 from pgsyslog.storage.copy import (
     IdBlock,
+    copy_data,
     copy_records,
-    copy_rows,
     copy_unrouted,
     register_adapters,
     register_batch,
@@ -62,9 +65,9 @@ GIN_CLEANUP_MEMORY = "64MB"
 # import that says it is done is; standard input cannot be read again, so its groups
 # wait for the flush as serve's batches do.
 _NO_COMMIT_WAIT = "SET LOCAL synchronous_commit = off"
-# One group COPYs while the one before it registers and commits; more would only queue
-# behind the commit order.
-CONNECTIONS = 2
+# Two groups COPY while the one before them registers and commits; more would only
+# queue behind the commit order on two cores.
+CONNECTIONS = 3
 # A plain file not modified for this long is no longer being written.
 SETTLED = timedelta(seconds=10)
 
@@ -110,7 +113,7 @@ class Importer:
     """Stores groups of lines of open files, two transactions at a time (see the module).
 
     While PostgreSQL takes two groups (the full-text index is most of its work), the next
-    is parsed in a thread.
+    is parsed and encoded in the worker process.
     """
 
     def __init__(self, dsn: str, settings: ImportSettings, progress: ImportProgress) -> None:
@@ -121,6 +124,7 @@ class Importer:
         self._inflight: deque[InFlight] = deque()
         self._days: set[date] = set()  # days whose partition is known to exist
         self._warned_too_old = False
+        self._encoder = Encoder()
         self.unrouted = 0
 
     async def connect(self) -> None:
@@ -134,6 +138,7 @@ class Importer:
 
     async def close(self) -> None:
         await self._abandon()
+        self._encoder.close()
         conns, self._conns = self._conns, []
         for conn in conns:
             with contextlib.suppress(psycopg.Error, OSError):
@@ -205,25 +210,25 @@ class Importer:
             await self._abandon()
 
     async def submit(self, opened: OpenFile, group: LineGroup) -> None:
-        """Parse the group (while the groups before it are written), then start its
-        transaction on a connection no group is using."""
+        """Take a connection no group is using, have the group parsed and encoded (while
+        the groups before it are written), then start its transaction."""
         options = self._options(opened.source)
-        converted = await asyncio.to_thread(convert, group.lines, options)
-        converted.tally.bytes = sum(map(len, group.lines))
         while len(self._inflight) >= len(self._conns):
             await self._settle_oldest()
-        await self._ensure_days(converted.records)
-        source = opened.source
-        source.identity = reread_head(source)
         busy = {id(item.conn) for item in self._inflight}
         conn = next(c for c in self._conns if id(c) not in busy)
+        # Reserved here, in file order: a file's rows get ids in the order of its lines. A
+        # group of skipped lines leaves its block unused.
+        first_id = await reserve_ids(conn) if group.lines else 0
+        encoded = await self._encoder.encode(group.lines, options, first_id)
+        await self._ensure_days(encoded.days)
+        source = opened.source
+        source.identity = reread_head(source)
         before = self._inflight[-1] if self._inflight else None
-        # Reserved here, in file order: a file's rows get ids in the order of its lines.
-        first_id = await reserve_ids(conn) if converted.records else 0
         task = asyncio.ensure_future(self._write(conn, before, opened, opened.submitted,
-                                                 group, converted.records, first_id))
+                                                 group, encoded, first_id, options))
         opened.submitted = group.end
-        self._inflight.append(InFlight(task, conn, opened, group, converted.tally))
+        self._inflight.append(InFlight(task, conn, opened, group, encoded.tally))
 
     async def drain(self) -> None:
         """Wait for every group in flight to commit (the first failure is raised)."""
@@ -254,32 +259,35 @@ class Importer:
                 await item.task
 
     async def _write(self, conn: psycopg.AsyncConnection[Any], before: InFlight | None,
-                     opened: OpenFile, start: int, group: LineGroup,
-                     records: Sequence[Record], first_id: int) -> int | None:
+                     opened: OpenFile, start: int, group: LineGroup, encoded: EncodedGroup,
+                     first_id: int, options: LineOptions) -> int | None:
         """One transaction: the rows, then (once the group before has committed) their
         batch and the file's new position. Returns the file's id in imported_files."""
         source = opened.source
         async with conn.transaction():
             if source.identity is not None:
                 await conn.execute(_NO_COMMIT_WAIT)
-            ids = await self._copy_rows(conn, records, first_id) if records else None
+            ids = await self._copy_data(conn, encoded, first_id) if encoded.rows else None
             file_id = await _committed(before, opened)  # raises: this group rolls back
             if ids is not None:
                 await register_batch(conn, ids)
-            elif records:
-                await self._copy(conn, records)  # refused rows: split, each part registered
+            elif encoded.rows:
+                # Refused rows: the records again (the same options give the same ones),
+                # split, each part registered.
+                converted = await asyncio.to_thread(convert, group.lines, options)
+                await self._copy(conn, converted.records)
             if source.identity is None:
                 return None
             return await ledger.advance(conn, file_id, start, source.identity, source.location,
                                         group.end, len(group.lines))
 
-    async def _copy_rows(self, conn: psycopg.AsyncConnection[Any], records: Sequence[Record],
+    async def _copy_data(self, conn: psycopg.AsyncConnection[Any], encoded: EncodedGroup,
                          first_id: int) -> IdBlock | None:
-        """COPY the records in a savepoint; None when the database refused some of them
-        (then _copy splits them off, after the group before has committed)."""
+        """COPY the group's rows in a savepoint; None when the database refused some of
+        them (then _copy splits them off, after the group before has committed)."""
         try:
             async with conn.transaction():
-                return await copy_rows(conn, records, first_id)
+                return await copy_data(conn, encoded.data, first_id, encoded.rows)
         except Exception as e:
             if classify(e) is Failure.TRANSIENT or conn.broken:
                 raise
@@ -299,9 +307,8 @@ class Importer:
                         "would be dropped at once; the summary counts them",
                         self.settings.retention_days)
 
-    async def _ensure_days(self, records: Sequence[Record], *, again: bool = False) -> None:
-        days = {r.received_at.date() for r in records}
-        missing = days if again else days - self._days
+    async def _ensure_days(self, days: Iterable[date], *, again: bool = False) -> None:
+        missing = set(days) if again else set(days) - self._days
         if missing:
             await asyncio.to_thread(_make_partitions, self.dsn, missing)
             self._days |= missing
@@ -317,7 +324,8 @@ class Importer:
             if failure is Failure.TRANSIENT or failure is Failure.DUPLICATE or conn.broken:
                 raise
             if failure is Failure.NO_PARTITION and not partitions_made:
-                await self._ensure_days(records, again=True)  # dropped meanwhile
+                await self._ensure_days({r.received_at.date() for r in records},
+                                        again=True)  # dropped meanwhile
                 await self._copy(conn, records, partitions_made=True)
             elif len(records) == 1:
                 await self._copy_unrouted(conn, records, describe(e))

@@ -1,0 +1,89 @@
+"""A large import parses and encodes in a worker process (importer/encode.py): killed, it
+is replaced by a thread and no line is lost or stored twice; the import killed, the
+worker does not outlive it. Real PostgreSQL, `pgsyslog import` as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from test_import import assert_each_line_once, numbered
+
+from helpers import query
+
+LINES = 150_000
+SMALL_GROUPS = {"PGSYSLOG_BATCH_ROWS": "1000"}  # many groups: the worker is up early
+
+
+def start(dsn: str, log: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "pgsyslog", "import", "--dsn", dsn,
+                             "--default-tz", "UTC", "--quiet", str(log)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **SMALL_GROUPS})
+
+
+def workers_of(pid: int) -> list[int]:
+    """The encoding worker processes started by ``pid`` (multiprocessing's spawn)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if parent == pid and b"spawn_main" in command:
+            found.append(int(entry.name))
+    return found
+
+
+def wait_for_worker(dsn: str, proc: subprocess.Popen[str]) -> int:
+    """The worker's pid, once it has encoded some of the rows stored."""
+    deadline = time.monotonic() + 60
+    while True:
+        workers = workers_of(proc.pid)
+        if workers and query(dsn, "SELECT count(*) FROM syslog.messages")[0][0] > 10_000:
+            return workers[0]
+        assert proc.poll() is None, f"the import ended before its worker was seen: " \
+                                    f"{proc.communicate()}"
+        assert time.monotonic() < deadline, "no worker process came"
+        time.sleep(0.02)
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_a_killed_worker_is_replaced_by_a_thread(dsn: str, tmp_path: Path) -> None:
+    log = tmp_path / "big.log"
+    log.write_text(numbered(LINES))
+    proc = start(dsn, log)
+    os.kill(wait_for_worker(dsn, proc), signal.SIGKILL)
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err
+    assert f"{LINES:,} imported" in out, out
+    assert "encoding worker process stopped" in err, err
+    assert "Traceback" not in err, err
+    assert_each_line_once(dsn, LINES)
+
+
+def test_the_worker_ends_with_a_killed_import(dsn: str, tmp_path: Path) -> None:
+    log = tmp_path / "big.log"
+    log.write_text(numbered(LINES))
+    proc = start(dsn, log)
+    worker = wait_for_worker(dsn, proc)
+    proc.kill()
+    proc.communicate(timeout=30)
+    deadline = time.monotonic() + 10
+    while alive(worker):
+        assert time.monotonic() < deadline, f"worker {worker} outlived its import"
+        time.sleep(0.05)
