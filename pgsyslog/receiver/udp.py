@@ -24,6 +24,7 @@ import contextlib
 import logging
 import mmap
 import os
+import site
 import socket
 import subprocess
 import sys
@@ -139,6 +140,18 @@ def shared_page() -> int | None:
     return fd
 
 
+def reader_environment() -> dict[str, str]:
+    """The receiver's environment; a source checkout (not installed) goes on PYTHONPATH so
+    that ``-m pgsyslog.receiver.udp_reader`` finds the same code. An installed package is
+    left alone: site-packages on PYTHONPATH would come before the standard library."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    installed = {str(Path(p).resolve()) for p in site.getsitepackages()}
+    if root not in installed:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env
+
+
 class ReaderProcess:
     """The reader process of one socket and the parent's end of its channel."""
 
@@ -146,10 +159,6 @@ class ReaderProcess:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         with contextlib.suppress(OSError):
             ours.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, CHANNEL_BUFFER)
-        package_root = str(Path(__file__).resolve().parents[2])
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (package_root, env.get("PYTHONPATH")) if p)
         self.max_bytes = max_bytes
         self._level: mmap.mmap | None = None
         level_fd = shared_page()
@@ -162,9 +171,12 @@ class ReaderProcess:
                 fds.append(level_fd)
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "pgsyslog.receiver.udp_reader", *args],
-                pass_fds=fds, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env)
+                pass_fds=fds, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                env=reader_environment())
         except BaseException:
             ours.close()
+            if self._level is not None:
+                self._level.close()
             raise
         finally:
             theirs.close()
