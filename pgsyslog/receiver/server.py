@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import psycopg
 
+from pgsyslog import collector
 from pgsyslog.config import Config, Endpoint, default_data_dir, mask_dsn, mask_secrets
 from pgsyslog.problems import database_problem, embedded_start_problem
 from pgsyslog.receiver.access import AllowList
@@ -183,6 +184,7 @@ class Receiver:
         await self._wait_for_database(keeper)
         self.state.serving = True
         self._announce()
+        collector.settle()  # what start-up built stays; the records die young
         await self._stop.wait()
         self.state.serving = False
         idle_sweeper.cancel()
