@@ -436,14 +436,16 @@ class UdpListener:
         intake fail is taken off first, so that a restart goes on with the next."""
         pending, offer, allows = self._pending, self.intake.offer_received, self.allow.allows
         counters, full = self.intake.counters, self.intake.queue.full
-        from_timestamp = datetime.fromtimestamp
+        from_timestamp, stamp, received_at = datetime.fromtimestamp, -1.0, None
         while pending:
             if full() and self._may_wait(reader):
                 return
             when, host, port, data = pending.popleft()
+            if when != stamp or received_at is None:  # one per wake-up of the reader
+                stamp, received_at = when, from_timestamp(when, UTC)
             source = peer_ip((host, port))
             if allows(source):
-                offer(data, source, from_timestamp(when, UTC))
+                offer(data, source, received_at)
             else:
                 counters.dropped_not_allowed += 1
                 self._refusals.warning(source, "dropping UDP from %s: not in udp_allow", source)

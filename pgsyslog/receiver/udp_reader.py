@@ -6,12 +6,13 @@ The receiver binds the socket and starts one of these per UDP listener (udp.py),
 reading never waits behind parsing, encoding or the database: a CPU-bound event loop
 would get a reader *thread* the GIL once per switch interval, and the kernel's buffer
 overflows meanwhile. Each wake-up reads until the socket is empty, stamps each datagram
-with its receive time and peer (udp_frames.py), and queues the frames in memory; they are
-written to the channel (a unix stream socket) as fast as the receiver reads it. Past
-MAX_BYTES held (plus one datagram) the socket is left alone (the kernel's buffer holds
-more, then drops and counts), so that memory stays bounded. The bytes it holds are kept
-up to date in LEVEL_FD (8 bytes of shared memory, a memfd): the receiver reads them to
-choose between waiting for room in its queue and spilling to the spool.
+with its peer and receive time (one per wake-up, as a TCP read's frames share theirs),
+and queues the frames in memory; they are written to the channel (a unix stream socket)
+as fast as the receiver reads it. Past MAX_BYTES held (plus one datagram) the socket
+is left alone (the kernel's buffer holds more, then drops and counts), so that memory
+stays bounded. The bytes it holds are kept up to date in LEVEL_FD (8 bytes of shared
+memory, a memfd): the receiver reads them to choose between waiting for room in its
+queue and spilling to the spool.
 
 When the receiver shuts the channel for writing (its stop), the reader empties the socket
 once more, hands over everything, and exits. It exits too when the receiver is gone: the
@@ -42,6 +43,7 @@ AREA = 1 << 20  # frames of one wake-up are gathered here, then copied out in on
 WRITE_PIECES = 64  # buffers handed to one sendmsg
 CHANNEL_BUFFER = 1 << 20  # asked for the channel's kernel buffer (capped by wmem_max)
 PR_SET_PDEATHSIG = 1
+STAMP_EVERY = 256  # datagrams of one wake-up that share a receive time
 
 
 def die_with_parent(parent: int) -> None:
@@ -72,7 +74,9 @@ class Reader:
     def read_burst(self) -> int:
         """Read until the socket is empty (or the area is full); return datagrams read."""
         recv, view, area, hosts = self.sock.recvfrom_into, self.view, self.area, self._hosts
-        pos, count, now = 0, 0, time.time
+        # One receive time per wake-up (refreshed every STAMP_EVERY datagrams), as the
+        # frames of one TCP read share theirs: the parser's caches key on it.
+        pos, count, stamp = 0, 0, time.time()
         header = HEADER.size
         # Held stays under max_bytes plus one frame (at least one datagram per wake-up).
         limit = max(1, min(AREA, self.max_bytes - self.held_bytes))
@@ -87,8 +91,10 @@ class Reader:
                 if len(hosts) > 4096:
                     hosts.clear()
                 hosts[peer[0]] = host
-            pos = close_frame(area, pos, now(), length, host, peer[1])
+            pos = close_frame(area, pos, stamp, length, host, peer[1])
             count += 1
+            if not count % STAMP_EVERY:
+                stamp = time.time()
         if pos:
             self.held.append(memoryview(bytes(view[:pos])))
             self.held_bytes += pos
