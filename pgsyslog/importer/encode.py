@@ -59,8 +59,10 @@ def encode_group(lines: Sequence[bytes], options: LineOptions, first_id: int) ->
 
 
 def _worker_started(importer_pid: int) -> None:
-    # Ctrl-C reaches the whole process group: the importer stops, and then this worker.
+    # Ctrl-C (or a SIGTERM to the process group) reaches the worker too: the importer
+    # stops after the groups in flight, and this worker ends with it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with(importer_pid)
     from pgsyslog import collector
 
