@@ -52,13 +52,6 @@ from pgsyslog.storage.copy import (
 
 log = logging.getLogger(__name__)
 
-# The full-text (GIN) index takes most of PostgreSQL's time: a larger pending list for
-# this session's inserts merges them into the index in fewer, larger steps.
-GIN_PENDING_LIST = "32MB"
-# The insert that finds the pending list full moves it into the index in steps of work_mem
-# (PostgreSQL's ginInsertCleanup): one step for the whole list, instead of eight of the
-# default 4MB. The importer's sessions run nothing else that work_mem would size.
-GIN_CLEANUP_MEMORY = "64MB"
 # A file's group need not wait for its WAL flush: a server crash can only lose whole
 # groups together with their position, and the next import reads those lines again.
 # When done with a file, one synchronous commit makes them all durable (release), so an
@@ -376,8 +369,6 @@ async def _committed(before: InFlight | None, opened: OpenFile) -> int | None:
 async def _connect(dsn: str) -> psycopg.AsyncConnection[Any]:
     conn = await database.connect_async(dsn, autocommit=True)
     register_adapters(conn)
-    await conn.execute(f"SET gin_pending_list_limit = '{GIN_PENDING_LIST}'")
-    await conn.execute(f"SET work_mem = '{GIN_CLEANUP_MEMORY}'")
     return conn
 
 
