@@ -26,7 +26,6 @@ starts a new reader).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import mmap
 import os
@@ -47,7 +46,12 @@ STAMP_EVERY = 256  # datagrams of one wake-up that share a receive time
 
 
 def die_with_parent(parent: int) -> None:
-    with contextlib.suppress(Exception):  # not Linux, or no libc: the channel tells anyway
+    # Not Linux, no libc, or ctypes refused (its import makes a callback, which needs
+    # memory both writable and executable: MemoryDenyWriteExecute in the systemd unit):
+    # the channel's hang-up tells the reader anyway.
+    with contextlib.suppress(Exception):
+        import ctypes
+
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:  # the parent died before prctl took effect
