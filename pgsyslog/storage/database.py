@@ -38,7 +38,8 @@ class Timeouts:
 
 
 def with_timeouts(dsn: str, timeouts: Timeouts) -> str:
-    """The DSN with connect, statement and keepalive bounds added where it sets none.
+    """The DSN with connect, statement and keepalive bounds added where it sets none, and
+    the server's notices kept on the server.
 
     Keepalives (3 probes, interval a third of the idle time) and tcp_user_timeout notice a
     peer that went away without a word (a black-holed network); the statement timeout
@@ -59,8 +60,13 @@ def with_timeouts(dsn: str, timeouts: Timeouts) -> str:
         params.setdefault(key, value)
     options = str(params.get("options") or "")
     if timeouts.statement and "statement_timeout" not in options:
-        ms = int(timeouts.statement * 1000)
-        params["options"] = f"{options} -c statement_timeout={ms}".strip()
+        options += f" -c statement_timeout={int(timeouts.statement * 1000)}"
+    if "client_min_messages" not in options:
+        # A notice per row (to_tsvector's "word is too long to be indexed") fills the
+        # socket while a COPY is still being sent and nobody reads: server and client
+        # then wait for each other. pgsyslog shows no notices; the server keeps them.
+        options += " -c client_min_messages=error"
+    params["options"] = options.strip()
     return make_conninfo("", **params)
 
 
