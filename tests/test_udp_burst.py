@@ -224,6 +224,24 @@ def test_the_stop_takes_in_what_the_reader_holds() -> None:
     assert receiving.messages() == [f"held {i:04d}" for i in range(1000)]
 
 
+def test_what_the_reader_holds_past_the_stops_reading_time_is_counted_lost() -> None:
+    """A stop whose reading time is over takes nothing more in, and says how many
+    datagrams the reader still held (lost_at_stop) instead of losing them silently."""
+    receiving = Receiving.make()
+
+    async def scenario() -> None:
+        listener = await receiving.udp_listener()
+        assert await wait_until(lambda: listener.reader is not None)
+        send_udp(listener.sockname[1], *(b"<14>1 - h app - - - late %04d" % i
+                                         for i in range(1000)))
+        until_the_reader_took_all(listener.inode)  # the loop is blocked: none taken in
+        await listener.stop(time.monotonic())  # the reading time is over already
+
+    run(scenario(), receiving)
+    assert receiving.messages() == []
+    assert receiving.state.counters.lost_at_stop == 1000
+
+
 def test_records_keep_the_time_the_reader_received_them() -> None:
     receiving = Receiving.make()
 

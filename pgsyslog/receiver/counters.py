@@ -33,7 +33,8 @@ class Counters:
     duplicates_skipped: int = 0  # rows of batches found committed before (not written twice)
     spool_write_failed: int = 0  # rows of spool writes the disk refused, per attempt (logged)
     spool_damaged_bytes: int = 0  # spool bytes moved aside as damaged (a .damaged file)
-    lost_at_stop: int = 0  # rows neither written nor spooled at a stop (spool off): logged
+    lost_at_stop: int = 0  # neither written nor spooled at a stop (spool off, or a UDP
+    # reader's datagrams not handed over in the stop's reading time): logged
     writer_restarts: int = 0  # writer tasks that died and were started again
     listener_restarts: int = 0  # UDP receive or TLS accept loops restarted after an error
     refused_per_source: int = 0  # connections refused by max_connections_per_source (too)

@@ -644,8 +644,8 @@ class Receiver:
         reading_ends = min(deadline, time.monotonic() + self.config.shutdown_timeout / 2)
         await stop_listening(self._stream_servers, min(reading_ends, time.monotonic() + 1.0))
         self._kernel_udp_drops()  # the last count of the sockets, before they close
-        for listener in self._udp:
-            await listener.stop(reading_ends)
+        # Side by side: each reader hands over what it holds in the same reading time.
+        await asyncio.gather(*(listener.stop(reading_ends) for listener in self._udp))
         await self._overflow.close()
         await self.state.registry.drain_and_close(reading_ends)
 

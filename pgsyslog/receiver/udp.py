@@ -53,6 +53,7 @@ READER_BYTES = 64 * 1024 * 1024  # what a reader holds when nobody says (tests)
 REAP_WAIT = 5.0  # seconds a stopped reader is given to exit before it is killed
 QUEUE_POLL = 0.02  # seconds between looks at a full queue and at what the reader holds
 SPILL_AFTER = 0.5  # seconds a part batch of overflow waits before it is spooled anyway
+COUNT_LOST_WAIT = 2.0  # seconds a stop reads on to count what the reader still held
 SPILL_LOG_EVERY = 60.0  # seconds between the warnings that UDP records go to the spool
 
 
@@ -454,24 +455,48 @@ class UdpListener:
         """Take in what the reader read (until ``deadline``, monotonic), then close."""
         self._stopping = True
         reader, task = self.reader, self._task
+        if reader is not None:
+            reader.finish()  # hand over everything, then exit
         if reader is not None and task is not None and not task.done() \
                 and deadline > time.monotonic():
-            reader.finish()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(task),
                                        max(0.0, deadline - time.monotonic()))
-            if not task.done():
-                log.warning("%s: stopped before the UDP reader handed over all it had read; "
-                            "those datagrams are lost", self.name)
+        handed_over = task is None or task.done()
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        if reader is not None and not handed_over:
+            await self._count_what_is_lost(reader)
         if self.reader is not None:
             self.reader.kill()
             await self.reader.close()
             self.reader = None
         self.stream.on_close.clear()
         self.stream.close()
+
+
+    async def _count_what_is_lost(self, reader: ReaderProcess) -> None:
+        """The stop's reading time is over before the reader handed over all it read:
+        count the datagrams not taken in (lost_at_stop), reading the rest of the channel
+        without parsing it, for COUNT_LOST_WAIT at most."""
+        lost = len(self._pending)
+        self._pending.clear()
+        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + COUNT_LOST_WAIT
+        ended = False
+        while not ended and time.monotonic() < deadline:
+            try:
+                data = await asyncio.wait_for(loop.sock_recv(reader.channel, READ_SIZE),
+                                              max(0.0, deadline - time.monotonic()))
+            except (TimeoutError, OSError):
+                break
+            ended = not data
+            lost += len(self._frames.feed(data))
+        self.intake.counters.lost_at_stop += lost
+        log.warning("%s: the stop's reading time ran out before the UDP reader handed over "
+                    "all it had read: %s%d datagrams lost (counted in lost_at_stop)",
+                    self.name, "" if ended else "at least ", lost)
 
 
 class SocketLost(Exception):
