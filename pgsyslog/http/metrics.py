@@ -65,7 +65,8 @@ class ReceiverCollector(Collector):
                        "attempt (kept in memory and retried; logged).",
                        c.spool_write_failed)
         yield _counter("rows_lost_at_stop", "Rows neither written nor spooled at a stop "
-                       "(spool off, or UDP datagrams a reader had not handed over).", c.lost_at_stop)
+                       "(spool off, or UDP datagrams a reader had not handed over).",
+                       c.lost_at_stop)
         yield _counter("spool_damaged_bytes", "Spool bytes moved aside as damaged.",
                        c.spool_damaged_bytes)
         yield _counter("writer_restarts", "Writer tasks that died and were started again.",

@@ -2,7 +2,8 @@
 
 While a loop waits to restart, its listener is in ``listeners_down`` (the receiver's
 ``state.listeners_down``, which /healthz reports) with the reason. The first failure of
-each kind is logged at ERROR with its traceback, the ones after it in one line.
+each kind is logged at ERROR with its traceback (a ListenerLost only in one line), the
+ones after it in one line.
 tests/test_listener_restart.py breaks the UDP and TLS loops on purpose.
 """
 
@@ -22,6 +23,11 @@ log = logging.getLogger(__name__)
 FIRST_BACKOFF = 0.5
 MAX_BACKOFF = 30.0
 HEALTHY_AFTER = 60.0
+
+
+class ListenerLost(Exception):
+    """A loss a listener expects (its socket closed under it, its reader process gone),
+    which its message explains in full: logged without a traceback."""
 
 
 def backoff(failures_in_a_row: int) -> float:
@@ -60,7 +66,7 @@ async def keep_running(name: str, body: Callable[[], Awaitable[None]],
         delay = backoff(in_a_row)
         counters.listener_restarts += 1
         listeners_down[name] = reason
-        if type(exc) in traced:
+        if type(exc) in traced or isinstance(exc, ListenerLost):
             log.error("%s stopped: %s; restarting in %gs", name, reason, delay)
         else:
             traced.add(type(exc))

@@ -40,7 +40,7 @@ from pgsyslog.receiver.access import AllowList, PeerLog
 from pgsyslog.receiver.counters import Counters
 from pgsyslog.receiver.intake import Intake, peer_ip
 from pgsyslog.receiver.spooler import Spooler
-from pgsyslog.receiver.supervise import keep_running
+from pgsyslog.receiver.supervise import ListenerLost, keep_running
 from pgsyslog.receiver.udp_frames import LEVEL, Datagram, FrameReader
 from pgsyslog.receiver.write_policy import Batch
 from pgsyslog.record import Record
@@ -383,7 +383,9 @@ class UdpListener:
         if reader is not None and (self.stream.closed or reader.proc.poll() is not None):
             self.reader = None
             status = await reader.close()
-            log.info("%s: the UDP reader process ended (status %s)", self.name, status)
+            log.info("%s: the UDP reader process ended (%s)", self.name,
+                     f"killed by signal {-status}" if status is not None and status < 0
+                     else f"exit status {status}")
             self._frames = FrameReader()  # a frame it left half written is gone with it
         if self.stream.closed:
             self.stream = bind_socket(self.endpoint, self.receive_buffer)
@@ -499,9 +501,9 @@ class UdpListener:
                     self.name, "" if ended else "at least ", lost)
 
 
-class SocketLost(Exception):
+class SocketLost(ListenerLost):
     """The UDP socket was closed by something other than the receiver's stop."""
 
 
-class ReaderLost(Exception):
+class ReaderLost(ListenerLost):
     """The reader process of a UDP socket ended by something other than the stop."""
