@@ -1,19 +1,26 @@
 """A large import parses and encodes in a worker process (importer/encode.py): killed, it
-is replaced by a thread and no line is lost or stored twice; the import killed, the
-worker does not outlive it. Real PostgreSQL, `pgsyslog import` as a subprocess."""
+is replaced by a thread and no line is lost or stored twice; a stopped one is given up on
+and killed; the import killed, the worker does not outlive it. Real PostgreSQL, `pgsyslog
+import` as a subprocess."""
 
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
 import os
 import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from test_import import assert_each_line_once, numbered
 
 from helpers import query
+from pgsyslog.importer import encode
+from pgsyslog.importer.lines import LineOptions
 
 LINES = 150_000
 SMALL_GROUPS = {"PGSYSLOG_BATCH_ROWS": "1000"}  # many groups: the worker is up early
@@ -86,4 +93,37 @@ def test_the_worker_ends_with_a_killed_import(dsn: str, tmp_path: Path) -> None:
     deadline = time.monotonic() + 10
     while alive(worker):
         assert time.monotonic() < deadline, f"worker {worker} outlived its import"
+        time.sleep(0.05)
+
+
+def test_a_stopped_worker_is_given_up_on_and_killed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that never answers (SIGSTOP, a frozen cgroup) costs WORKER_WAIT, not the
+    import: the group is encoded in a thread, and the worker is killed."""
+    monkeypatch.setattr(encode, "THREAD_GROUPS", 0)
+    monkeypatch.setattr(encode, "WORKER_WAIT", 2.0)
+    now = datetime.now(UTC)
+    options = LineOptions(reference=now, now=now, default_tz=UTC)
+    lines = [b"<14>1 2026-12-01T10:00:00Z host app - - - line %d" % i for i in range(100)]
+
+    async def scenario() -> tuple[encode.EncodedGroup, encode.EncodedGroup, list[int]]:
+        encoder = encode.Encoder()
+        try:
+            while not encoder.in_worker:  # the first groups go to a thread meanwhile
+                await encoder.encode(lines, options, 1)
+                await asyncio.sleep(0.05)
+            by_worker = await encoder.encode(lines, options, 1)
+            workers = [p.pid for p in multiprocessing.active_children()]
+            assert workers, "no worker process"
+            for pid in workers:
+                os.kill(pid, signal.SIGSTOP)
+            by_thread = await encoder.encode(lines, options, 1)
+            return by_worker, by_thread, workers
+        finally:
+            encoder.close()
+
+    by_worker, by_thread, workers = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert by_thread == by_worker and by_thread.rows == 100
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in workers):
+        assert time.monotonic() < deadline, "the stopped worker was left alive"
         time.sleep(0.05)

@@ -85,6 +85,10 @@ def _ready() -> bool:
     return True
 
 
+# A group takes the worker well under a second; one that has not come back by then means
+# a worker stopped (SIGSTOP, a frozen cgroup, a debugger) or stuck: the importer goes on
+# without it, and a stop asked for meanwhile waits at most this long.
+WORKER_WAIT = 30.0
 # A worker takes about a second to start (a new interpreter importing the parsers): the
 # first groups are encoded in a thread meanwhile, and a small import never waits for it.
 THREAD_GROUPS = 4
@@ -109,10 +113,12 @@ class Encoder:
         if self._pool is not None and self._warm is not None and self._warm.done():
             try:
                 self._warm.result()
-                return await asyncio.get_running_loop().run_in_executor(
-                    self._pool, encode_group, list(lines), options, first_id)
+                return await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(
+                    self._pool, encode_group, list(lines), options, first_id), WORKER_WAIT)
             except (BrokenProcessPool, OSError) as e:
                 self._fall_back(f"stopped ({e.__class__.__name__})")
+            except TimeoutError:
+                self._fall_back(f"gave no answer in {WORKER_WAIT:g} s (stopped or stuck)")
         return await asyncio.to_thread(encode_group, lines, options, first_id)
 
     @property
@@ -145,4 +151,6 @@ class Encoder:
         elif warm is not None and not warm.cancelled():
             warm.exception()  # seen: asyncio would log it as never retrieved
         if pool is not None:
+            for child in multiprocessing.active_children():  # the worker, stuck or not
+                child.kill()
             pool.shutdown(wait=False, cancel_futures=True)

@@ -210,8 +210,9 @@ class Importer:
             await self._settle_oldest()
         busy = {id(item.conn) for item in self._inflight}
         conn = next(c for c in self._conns if id(c) not in busy)
-        # Reserved here, in file order: a file's rows get ids in the order of its lines. A
-        # group of skipped lines leaves its block unused.
+        # Reserved here, in file order: a file's rows get ids in the order of its lines
+        # (rows split off a group the database refused take later ones). A group of
+        # skipped lines leaves its block unused.
         first_id = await reserve_ids(conn) if group.lines else 0
         encoded = await self._encoder.encode(group.lines, options, first_id)
         await self._ensure_days(encoded.days)
