@@ -117,6 +117,9 @@ class Config:
     queue_bytes: int = 256 * MIB
     batch_rows: int = 2_000
     batch_age_ms: int = 200
+    # pgsyslog import: lines per transaction. Larger than serve's batches, which are
+    # sized for latency; an import has none to keep.
+    import_batch_rows: int = 10_000
     # Two connections COPY at once: while one waits for PostgreSQL to index its batch
     # (the full-text index makes that the slow part), the other sends the next one.
     writers: int = 2
@@ -493,6 +496,7 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "queue_bytes": _whole(64 * KIB, 64 * GIB),
     "batch_rows": _whole(1, MAX_BATCH_ROWS),
     "batch_age_ms": _whole(1, 60_000),
+    "import_batch_rows": _whole(1, MAX_BATCH_ROWS),
     "writers": _whole(1, 64),
     "partitions_ahead": _whole(0, 366),
     "retention_days": _retention,

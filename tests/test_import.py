@@ -485,3 +485,14 @@ def test_what_an_import_reported_done_survives_a_server_crash_at_once(
     pg.kill9()  # the groups committed without waiting for their WAL flush
     pg.start()
     assert_each_line_once(pg.dsn, 20_000)
+
+
+def test_batch_rows_sets_the_lines_of_each_transaction(dsn: str, tmp_path: Path) -> None:
+    log = tmp_path / "seven.log"
+    log.write_text(numbered(7))
+    result = run_import(dsn, "--batch-rows", "3", str(log))
+    assert result.returncode == 0, result.stderr
+    assert query(dsn, "SELECT last_id - first_id + 1 FROM syslog.batches ORDER BY seq") == [
+        (3,), (3,), (1,)]
+    bad = run_import(dsn, "--batch-rows", "0", str(log))
+    assert bad.returncode == 2 and "import_batch_rows" in bad.stderr, bad.stderr

@@ -23,7 +23,7 @@ from pgsyslog.importer import encode
 from pgsyslog.importer.lines import LineOptions
 
 LINES = 150_000
-SMALL_GROUPS = {"PGSYSLOG_BATCH_ROWS": "1000"}  # many groups: the worker is up early
+SMALL_GROUPS = {"PGSYSLOG_IMPORT_BATCH_ROWS": "1000"}  # many groups: the worker is up early
 
 
 def start(dsn: str, log: Path) -> subprocess.Popen[str]:

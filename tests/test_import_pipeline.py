@@ -23,7 +23,7 @@ from pgsyslog.storage.copy import COMMIT_ORDER_LOCK
 from pgsyslog.storage.database import APPLICATION_NAME
 
 LINES = 6_000
-GROUP = {"PGSYSLOG_BATCH_ROWS": "1000"}
+GROUP = {"PGSYSLOG_IMPORT_BATCH_ROWS": "1000"}
 
 _WAITING_TO_REGISTER = """
     SELECT pid FROM pg_stat_activity

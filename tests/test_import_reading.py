@@ -41,6 +41,18 @@ def test_groups_end_on_line_boundaries_and_a_growing_line_waits_for_its_lf() -> 
     assert last is not None and (last.lines, last.end) == ([b"five"], 24)
 
 
+def test_a_group_holds_no_more_bytes_than_asked_unless_one_line_is_longer() -> None:
+    stream = io.BytesIO(b"aaaa\nbbbb\ncccccccccccccccccccc\ndd\n")
+    reader = LineReader(stream, 0)
+    first = reader.group(10, final=True, max_bytes=12)  # "aaaa\n" + "bbbb\n" is 10 bytes
+    assert first is not None and (first.lines, first.end) == ([b"aaaa", b"bbbb"], 10)
+    long = reader.group(10, final=True, max_bytes=12)  # alone over the limit: still taken
+    assert long is not None and (long.lines, long.end) == ([b"c" * 20], 31)
+    rest = reader.group(10, final=True, max_bytes=12)
+    assert rest is not None and (rest.lines, rest.end) == ([b"dd"], 34)
+    assert reader.group(10, final=True, max_bytes=12) is None
+
+
 def identity(head: bytes, inode: int = 7, size: int | None = None,
              compressed: bool = False) -> FileIdentity:
     return FileIdentity(1, inode, head, compressed,

@@ -38,7 +38,7 @@ def test_import_stores_full_groups_of_lines_with_words_too_long_to_index(
         dsn: str, tmp_path: Path) -> None:
     log = tmp_path / "long.log"
     log.write_bytes(lines("imported"))
-    result = run_import(dsn, str(log), env={"PGSYSLOG_BATCH_ROWS": "2000"})
+    result = run_import(dsn, str(log), env={"PGSYSLOG_IMPORT_BATCH_ROWS": "2000"})
     assert result.returncode == 0, result.stderr
     assert f"{ROWS:,} imported" in result.stdout, result.stdout
     assert query(dsn, "SELECT count(*) FROM syslog.messages") == [(ROWS,)]

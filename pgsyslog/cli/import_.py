@@ -47,6 +47,9 @@ def _host_name(ctx: click.Context, param: click.Parameter, value: str | None) ->
               help="Hostname of lines that carry none.")
 @click.option("--default-tz", metavar="ZONE",
               help="IANA zone of timestamps without one [default: the config's].")
+@click.option("--batch-rows", "import_batch_rows", metavar="N",
+              help="Lines per transaction, at most 65,536 [default: 10000]. "
+                   "[env: PGSYSLOG_IMPORT_BATCH_ROWS]")
 @click.option("--quiet", "-q", is_flag=True, help="No progress, only the summary.")
 @database_options
 @with_config
@@ -67,7 +70,7 @@ def import_(config: Config, files: tuple[str, ...], follow: bool, host: str | No
     if STDIN in files:
         click.echo("standard input has no identity: its lines are imported each time",
                    err=True)
-    settings = ImportSettings(config.batch_rows, config.default_zone, host,
+    settings = ImportSettings(config.import_batch_rows, config.default_zone, host,
                               config.retention_days, config.max_frame_length)
     try:
         with database_url(config) as url:

@@ -24,7 +24,7 @@ from pathlib import Path
 import psycopg
 
 from pgsyslog.importer.identity import KnownFile, same_content
-from pgsyslog.importer.run import Importer, OpenFile
+from pgsyslog.importer.run import GROUP_BYTES, Importer, OpenFile
 from pgsyslog.importer.source import Source, SourceError, open_source, still_there
 from pgsyslog.receiver.write_policy import Failure, backoff, classify, describe
 
@@ -152,7 +152,8 @@ class Follower:
                         limit: int | None = GROUPS_PER_TURN) -> bool:
         stored = 0
         while (limit is None or stored < limit) and not self.stop.is_set():
-            group = opened.reader.group(self.importer.settings.batch_rows, final=final)
+            group = opened.reader.group(self.importer.settings.batch_rows, final=final,
+                                        max_bytes=GROUP_BYTES)
             if group is None:
                 break
             await self.importer.store_group(opened, group)

@@ -1,6 +1,7 @@
 """The import loop: groups of lines, each stored with the file's new position.
 
-A group of ``batch_rows`` lines becomes one transaction: the records go in with the same
+A group of ``batch_rows`` lines (import_batch_rows; GROUP_BYTES at most) becomes one
+transaction: the records go in with the same
 binary COPY as serve (storage.copy, batch identities in syslog.batches) and the file's
 position in syslog.imported_files moves to the end of the group. Partitions of the
 records' own days are made first, however old, with the lock-friendly code of
@@ -61,6 +62,9 @@ _NO_COMMIT_WAIT = "SET LOCAL synchronous_commit = off"
 # Two groups COPY while the one before them registers and commits; more would only
 # queue behind the commit order on two cores.
 CONNECTIONS = 3
+# Bytes of lines a group holds at most (long lines make fewer of them): three groups are
+# in flight, each also as COPY data, and one more is being read.
+GROUP_BYTES = 16 * 1024 * 1024
 # A plain file not modified for this long is no longer being written.
 SETTLED = timedelta(seconds=10)
 
@@ -184,7 +188,8 @@ class Importer:
         final = is_settled(opened.source, datetime.now(UTC))
         try:
             while not stop.is_set():
-                group = opened.reader.group(self.settings.batch_rows, final=final)
+                group = opened.reader.group(self.settings.batch_rows, final=final,
+                                            max_bytes=GROUP_BYTES)
                 if group is None:
                     break
                 await self.submit(opened, group)

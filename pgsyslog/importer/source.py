@@ -6,6 +6,7 @@ keeps, on a line boundary. Lines are split on LF only; the parsers drop a traili
 
 from __future__ import annotations
 
+import bisect
 import gzip
 import hashlib
 import os
@@ -210,16 +211,22 @@ class LineReader:
     cut: int = 0  # lines cut so far
     cut_short_at: int | None = None  # bytes of content before the gzip data was cut short
 
-    def group(self, size: int, *, final: bool) -> LineGroup | None:
-        """Up to ``size`` lines; None when nothing more is there now.
+    def group(self, size: int, *, final: bool, max_bytes: int | None = None
+              ) -> LineGroup | None:
+        """Up to ``size`` lines, and no more than ``max_bytes`` of them unless the first
+        line alone is longer; None when nothing more is there now.
 
         ``final``: the stream has ended, so an unterminated last line counts as a line;
         otherwise it waits for its LF (a file being written).
         """
-        while len(self._lines) < size and self._fill():
+        limit = self.position + max_bytes if max_bytes is not None else None
+        while len(self._lines) < size and (limit is None or not self._ends
+                                           or self._ends[-1] < limit) and self._fill():
             pass
         if not self._lines:
             return self._last_line() if final else None
+        if limit is not None:
+            size = max(1, min(size, bisect.bisect_right(self._ends, limit)))
         lines, self._lines = self._lines[:size], self._lines[size:]
         self.position = self._ends[len(lines) - 1]
         del self._ends[: len(lines)]
