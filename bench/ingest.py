@@ -130,22 +130,16 @@ def one_run(
     return rows / seconds, count - rows
 
 
-def start_serve(data_dir: Path) -> tuple[subprocess.Popen[str], dict[str, int], str]:
+LISTENERS = ("--udp", "127.0.0.1:0", "--tcp", "127.0.0.1:0")
+
+
+def start_serve(data_dir: Path, flags: tuple[str, ...] = LISTENERS
+                ) -> tuple[subprocess.Popen[str], dict[str, int], str]:
+    """`pgsyslog serve` on the embedded database in ``data_dir`` with ``flags``; its
+    ports by transport (udp, tcp, http) and its DSN, once it is receiving."""
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pgsyslog",
-            "serve",
-            "--data-dir",
-            str(data_dir),
-            "--udp",
-            "127.0.0.1:0",
-            "--tcp",
-            "127.0.0.1:0",
-            "--log-level",
-            "WARNING",
-        ],
+        [sys.executable, "-m", "pgsyslog", "serve", "--data-dir", str(data_dir), *flags,
+         "--log-level", "WARNING"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -153,7 +147,7 @@ def start_serve(data_dir: Path) -> tuple[subprocess.Popen[str], dict[str, int], 
     dsn = ""
     assert proc.stdout is not None
     for line in proc.stdout:
-        if m := re.match(r"listening on (udp|tcp)://.+:(\d+)$", line.strip()):
+        if m := re.match(r"listening on (udp|tcp|http)://.+:(\d+)$", line.strip()):
             ports[m.group(1)] = int(m.group(2))
         if m := re.match(r"pgsyslog is receiving; database: (\S+)", line):
             dsn = m.group(1)

@@ -16,10 +16,8 @@ import argparse
 import multiprocessing
 import os
 import random
-import re
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -27,7 +25,8 @@ from multiprocessing import Queue
 from pathlib import Path
 
 import psycopg
-from ingest import count_rows, make_lines, max_id, send_udp  # bench/ is the script's dir
+from ingest import count_rows, make_lines, max_id, send_udp  # bench/ is the script's directory
+from ingest import start_serve as serve_with  # bench/ is the script's directory
 
 MIB = 1024 * 1024
 DEADLINE_S = 600.0
@@ -85,24 +84,8 @@ def metrics(port: int) -> dict[str, float]:
 
 def start_serve(data_dir: Path, queue_bytes: int) -> tuple[subprocess.Popen[str], dict[str, int],
                                                            str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pgsyslog", "serve", "--data-dir", str(data_dir),
-         "--udp", "127.0.0.1:0", "--http", "127.0.0.1:0", "--queue-bytes", str(queue_bytes),
-         "--log-level", "WARNING"],
-        stdout=subprocess.PIPE, text=True)
-    ports: dict[str, int] = {}
-    dsn = ""
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if m := re.match(r"listening on (udp|http)://.+:(\d+)$", line.strip()):
-            ports[m.group(1)] = int(m.group(2))
-        if m := re.match(r"pgsyslog is receiving; database: (\S+)", line):
-            dsn = m.group(1)
-        if line.startswith("then:"):
-            break
-    if proc.poll() is not None or not dsn:
-        raise SystemExit("serve did not start")
-    return proc, ports, dsn
+    return serve_with(data_dir, ("--udp", "127.0.0.1:0", "--http", "127.0.0.1:0",
+                                         "--queue-bytes", str(queue_bytes)))
 
 
 def main() -> None:
