@@ -18,15 +18,21 @@ import os
 import random
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
 from multiprocessing import Queue
 from pathlib import Path
 
-import psycopg
-from ingest import count_rows, make_lines, max_id, send_udp  # bench/ is the script's directory
-from ingest import start_serve as serve_with  # bench/ is the script's directory
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent / "tests"))
+
+import psycopg  # noqa: E402
+from ingest import count_rows, make_lines, max_id, send_udp  # noqa: E402
+from ingest import start_serve as serve_with  # noqa: E402
+
+from helpers import children_of  # noqa: E402
 
 MIB = 1024 * 1024
 DEADLINE_S = 600.0
@@ -55,20 +61,7 @@ def rss(pid: int) -> int:
 
 
 def readers_of(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                cmdline = fh.read()
-        except (OSError, IndexError, ValueError):
-            continue
-        if ppid == pid and READER.encode() in cmdline:
-            found.append(int(entry))
-    return found
+    return children_of(pid, READER.encode())
 
 
 def metrics(port: int) -> dict[str, float]:

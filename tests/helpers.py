@@ -118,6 +118,24 @@ def start_server(args: list[str], env: dict[str, str] | None = None) -> ServerPr
     return server
 
 
+def children_of(pid: int, command_part: bytes) -> list[int]:
+    """The processes whose parent is ``pid`` and whose command line holds ``command_part``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmdline = fh.read()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid and command_part in cmdline:
+            found.append(int(entry))
+    return found
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))

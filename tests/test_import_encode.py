@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from test_import import assert_each_line_once, numbered
 
-from helpers import query
+from helpers import children_of, query
 from pgsyslog.importer import encode
 from pgsyslog.importer.lines import LineOptions
 
@@ -35,18 +35,7 @@ def start(dsn: str, log: Path) -> subprocess.Popen[str]:
 
 def workers_of(pid: int) -> list[int]:
     """The encoding worker processes started by ``pid`` (multiprocessing's spawn)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            command = (entry / "cmdline").read_bytes()
-        except (OSError, ValueError, IndexError):
-            continue
-        if parent == pid and b"spawn_main" in command:
-            found.append(int(entry.name))
-    return found
+    return children_of(pid, b"spawn_main")
 
 
 def wait_for_worker(dsn: str, proc: subprocess.Popen[str]) -> int:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import socket
 import ssl
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -27,10 +28,11 @@ BOOM = b"<14>1 - h app - - - boom"
 class IntakeWithABug(Intake):
     """A parser bug, reproduced: one particular datagram makes the intake raise."""
 
-    def offer(self, data: bytes, source_ip: str | None) -> None:
+    def offer(self, data: bytes, source_ip: str | None,
+              received_at: datetime | None = None) -> None:
         if data == BOOM:
             raise RuntimeError("a bug met this datagram")
-        super().offer(data, source_ip)
+        super().offer(data, source_ip, received_at)
 
 
 def send_udp(port: int, *datagrams: bytes) -> None:

@@ -18,7 +18,7 @@ import pytest
 from test_backpressure import writer_stalled
 from test_listener_restart import send_udp
 
-from helpers import ServerProcess, query, wait_for_rows
+from helpers import ServerProcess, children_of, query, wait_for_rows
 from inprocess import Receiving, run, wait_until
 
 READER = b"pgsyslog.receiver.udp_reader"
@@ -75,19 +75,7 @@ def kernel_udp_drops(server: ServerProcess) -> int:
 
 
 def readers_of(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-                with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                    cmdline = fh.read()
-            except (OSError, IndexError, ValueError):
-                continue
-            if ppid == pid and READER in cmdline:
-                found.append(int(entry))
-    return found
+    return children_of(pid, READER)
 
 
 def running(pid: int) -> bool:

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
-import ctypes
 import logging
 import multiprocessing
 import os
@@ -27,6 +25,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from pgsyslog.importer.lines import LineOptions, Tally, convert
+from pgsyslog.parent import die_with_parent
 from pgsyslog.storage.copy_data import MessageRows
 
 log = logging.getLogger(__name__)
@@ -37,6 +36,7 @@ class EncodedGroup:
     """A group of lines as COPY data, and what the importer needs to know of it."""
 
     data: bytes  # the rows, ids from first_id on (empty when no line gave a record)
+    first_id: int
     rows: int
     days: frozenset[date]  # of the rows' received_at: their partitions must exist
     tally: Tally
@@ -55,7 +55,7 @@ def encode_group(lines: Sequence[bytes], options: LineOptions, first_id: int) ->
     converted.tally.bytes = sum(map(len, lines))
     days = frozenset({r.received_at.date() for r in records})
     data = _rows.encode(records, first_id) if records else b""
-    return EncodedGroup(data, len(records), days, converted.tally)
+    return EncodedGroup(data, first_id, len(records), days, converted.tally)
 
 
 def _worker_started(importer_pid: int) -> None:
@@ -63,22 +63,10 @@ def _worker_started(importer_pid: int) -> None:
     # stops after the groups in flight, and this worker ends with it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _die_with(importer_pid)
+    die_with_parent(importer_pid)
     from pgsyslog import collector
 
     collector.settle()
-
-
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-def _die_with(parent: int) -> None:
-    """End this process when ``parent`` ends, even by SIGKILL (Linux; elsewhere the
-    worker ends when it finds its queue closed)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # libc's, in the process
-    if os.getppid() != parent:  # it ended before the line above
-        os._exit(1)
 
 
 def _ready() -> bool:

@@ -107,7 +107,7 @@ class InFlight:
 
 
 class Importer:
-    """Stores groups of lines of open files, two transactions at a time (see the module).
+    """Stores groups of lines of open files, three transactions at a time (see the module).
 
     While PostgreSQL takes two groups (the full-text index is most of its work), the next
     is parsed and encoded in the worker process.
@@ -225,7 +225,7 @@ class Importer:
         source.identity = reread_head(source)
         before = self._inflight[-1] if self._inflight else None
         task = asyncio.ensure_future(self._write(conn, before, opened, opened.submitted,
-                                                 group, encoded, first_id, options))
+                                                 group, encoded, options))
         opened.submitted = group.end
         self._inflight.append(InFlight(task, conn, opened, group, encoded.tally))
 
@@ -259,14 +259,14 @@ class Importer:
 
     async def _write(self, conn: psycopg.AsyncConnection[Any], before: InFlight | None,
                      opened: OpenFile, start: int, group: LineGroup, encoded: EncodedGroup,
-                     first_id: int, options: LineOptions) -> int | None:
+                     options: LineOptions) -> int | None:
         """One transaction: the rows, then (once the group before has committed) their
         batch and the file's new position. Returns the file's id in imported_files."""
         source = opened.source
         async with conn.transaction():
             if source.identity is not None:
                 await conn.execute(_NO_COMMIT_WAIT)
-            ids = await self._copy_data(conn, encoded, first_id) if encoded.rows else None
+            ids = await self._copy_data(conn, encoded) if encoded.rows else None
             file_id = await _committed(before, opened)  # raises: this group rolls back
             if ids is not None:
                 await register_batch(conn, ids)
@@ -280,13 +280,13 @@ class Importer:
             return await ledger.advance(conn, file_id, start, source.identity, source.location,
                                         group.end, len(group.lines))
 
-    async def _copy_data(self, conn: psycopg.AsyncConnection[Any], encoded: EncodedGroup,
-                         first_id: int) -> IdBlock | None:
+    async def _copy_data(self, conn: psycopg.AsyncConnection[Any], encoded: EncodedGroup
+                         ) -> IdBlock | None:
         """COPY the group's rows in a savepoint; None when the database refused some of
         them (then _copy splits them off, after the group before has committed)."""
         try:
             async with conn.transaction():
-                return await copy_data(conn, encoded.data, first_id, encoded.rows)
+                return await copy_data(conn, encoded.data, encoded.first_id, encoded.rows)
         except Exception as e:
             if classify(e) is Failure.TRANSIENT or conn.broken:
                 raise

@@ -64,11 +64,12 @@ class Intake:
         # Where a UDP record goes when the queue is full (udp.Overflow: the spool); True
         # when it took the record. None, or False from it: dropped and counted.
         self.overflow: Callable[[Record], bool] | None = None
-        self._received_at: datetime | None = None  # see offer_received
 
-    def context(self, source_ip: str | None, transport: Transport) -> ParseContext:
-        """One context per read: the frames of one TCP chunk share their receive time."""
-        return ParseContext(self._received_at or datetime.now(UTC),
+    def context(self, source_ip: str | None, transport: Transport,
+                received_at: datetime | None = None) -> ParseContext:
+        """One context per read: the frames of one TCP chunk share their receive time
+        (now, unless ``received_at`` says when they came)."""
+        return ParseContext(received_at or datetime.now(UTC),
                             self.zones.zone_for(source_ip), source_ip, transport)
 
     def parse(self, data: bytes, ctx: ParseContext, truncated: bool = False,
@@ -116,25 +117,18 @@ class Intake:
                 record.peer_name = peer_name
                 put(record)
 
-    def offer(self, data: bytes, source_ip: str | None) -> None:
+    def offer(self, data: bytes, source_ip: str | None,
+              received_at: datetime | None = None) -> None:
         """For UDP: queue when there is room, else hand to ``overflow``, else drop and count.
 
-        A datagram framed with an octet count of its own length (syslog-ng's loggen) is
-        taken without the count.
+        ``received_at``: the time the UDP reader process stamped (a burst may be parsed
+        seconds after it arrived). A datagram framed with an octet count of its own length
+        (syslog-ng's loggen) is taken without the count.
         """
         self._count_received("udp", 1)
-        record = self.parse(strip_datagram_count(data), self.context(source_ip, "udp"))
+        record = self.parse(strip_datagram_count(data),
+                            self.context(source_ip, "udp", received_at))
         if record is not None and not self.queue.offer(record):
             overflow = self.overflow
             if overflow is None or not overflow(record):
                 self.counters.dropped_queue_full += 1
-
-    def offer_received(self, data: bytes, source_ip: str | None, received_at: datetime
-                       ) -> None:
-        """:meth:`offer`, with the receive time the UDP reader process stamped (a burst
-        may be parsed seconds after it arrived)."""
-        self._received_at = received_at
-        try:
-            self.offer(data, source_ip)
-        finally:
-            self._received_at = None

@@ -153,6 +153,13 @@ def reader_environment() -> dict[str, str]:
     return env
 
 
+def exit_status(code: int | None) -> str:
+    """A process's return code as the log says it."""
+    if code is None:
+        return "still running"
+    return f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+
+
 class ReaderProcess:
     """The reader process of one socket and the parent's end of its channel."""
 
@@ -210,10 +217,7 @@ class ReaderProcess:
         deadline = time.monotonic() + wait
         while self.proc.poll() is None and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        code = self.proc.returncode
-        if code is None:
-            return "still running"
-        return f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+        return exit_status(self.proc.returncode)
 
     async def close(self) -> int | None:
         """Close the channel and reap the process (killed if it lingers); its status."""
@@ -383,9 +387,7 @@ class UdpListener:
         if reader is not None and (self.stream.closed or reader.proc.poll() is not None):
             self.reader = None
             status = await reader.close()
-            log.info("%s: the UDP reader process ended (%s)", self.name,
-                     f"killed by signal {-status}" if status is not None and status < 0
-                     else f"exit status {status}")
+            log.info("%s: the UDP reader process ended (%s)", self.name, exit_status(status))
             self._frames = FrameReader()  # a frame it left half written is gone with it
         if self.stream.closed:
             self.stream = bind_socket(self.endpoint, self.receive_buffer)
@@ -418,7 +420,7 @@ class UdpListener:
                 if self.stream.closed:
                     raise SocketLost("the socket was closed under the receive loop")
                 raise ReaderLost(f"the UDP reader process ended "
-                                 f"({await self.reader.status()})")
+                                 f"({await reader.status()})")
             self._pending.extend(self._frames.feed(data))
 
     async def _while_queue_full(self, reader: ReaderProcess) -> None:
@@ -437,7 +439,7 @@ class UdpListener:
         """Offer what was read, one datagram at a time, until the queue is full while the
         reader may keep the rest (:meth:`_while_queue_full`). A datagram that makes the
         intake fail is taken off first, so that a restart goes on with the next."""
-        pending, offer, allows = self._pending, self.intake.offer_received, self.allow.allows
+        pending, offer, allows = self._pending, self.intake.offer, self.allow.allows
         counters, full = self.intake.counters, self.intake.queue.full
         from_timestamp, stamp, received_at = datetime.fromtimestamp, -1.0, None
         while pending:
@@ -495,6 +497,8 @@ class UdpListener:
                 break
             ended = not data
             lost += len(self._frames.feed(data))
+        if not lost:
+            return
         self.intake.counters.lost_at_stop += lost
         log.warning("%s: the stop's reading time ran out before the UDP reader handed over "
                     "all it had read: %s%d datagrams lost (counted in lost_at_stop)",

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import mmap
-import os
 import select
 import signal
 import socket
@@ -36,26 +35,13 @@ import sys
 import time
 from collections import deque
 
+from pgsyslog.parent import die_with_parent
 from pgsyslog.receiver.udp_frames import HEADER, LEVEL, MAX_DATAGRAM, MAX_FRAME, close_frame
 
 AREA = 1 << 20  # frames of one wake-up are gathered here, then copied out in one piece
 WRITE_PIECES = 64  # buffers handed to one sendmsg
 CHANNEL_BUFFER = 1 << 20  # asked for the channel's kernel buffer (capped by wmem_max)
-PR_SET_PDEATHSIG = 1
 STAMP_EVERY = 256  # datagrams of one wake-up that share a receive time
-
-
-def die_with_parent(parent: int) -> None:
-    # Not Linux, no libc, or ctypes refused (its import makes a callback, which needs
-    # memory both writable and executable: MemoryDenyWriteExecute in the systemd unit):
-    # the channel's hang-up tells the reader anyway.
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        raise SystemExit(0)
 
 
 class Reader:
