@@ -71,7 +71,8 @@ def import_(config: Config, files: tuple[str, ...], follow: bool, host: str | No
         click.echo("standard input has no identity: its lines are imported each time",
                    err=True)
     settings = ImportSettings(config.import_batch_rows, config.default_zone, host,
-                              config.retention_days, config.max_frame_length)
+                              config.retention_days, config.max_frame_length,
+                              load_new_days=not follow)
     try:
         with database_url(config) as url:
             opened, stopped = asyncio.run(_run(url, settings, sources, follow, quiet))
@@ -136,6 +137,7 @@ async def _run(url: str, settings: ImportSettings, sources: list[Source], follow
             for source in sources:
                 opened.append(await importer.open(source))
                 await importer.import_all(opened[-1], stop)
+            await importer.finish()  # also when stopped: what was committed shows
     except ConcurrentImport as e:
         raise OperatorError(str(e)) from None
     finally:

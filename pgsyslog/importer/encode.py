@@ -19,14 +19,14 @@ import logging
 import multiprocessing
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import date
 
 from pgsyslog.importer.lines import LineOptions, Tally, convert
 from pgsyslog.parent import die_with_parent
-from pgsyslog.storage.copy_data import MessageRows
+from pgsyslog.storage.copy_data import MessageRows, stream
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +35,20 @@ log = logging.getLogger(__name__)
 class EncodedGroup:
     """A group of lines as COPY data, and what the importer needs to know of it."""
 
-    data: bytes  # the rows, ids from first_id on (empty when no line gave a record)
-    first_id: int
+    parts: dict[date, tuple[bytes, int]]  # rows (ids from first_id on) and their number,
+    first_id: int                          # by day of received_at
     rows: int
-    days: frozenset[date]  # of the rows' received_at: their partitions must exist
     tally: Tally
+
+    @property
+    def days(self) -> frozenset[date]:
+        """Of the rows' received_at: their partitions (or tables being loaded) must exist."""
+        return frozenset(self.parts)
+
+    def data(self, days: Iterable[date]) -> tuple[bytes, int]:
+        """COPY data of the rows of these days, and their number."""
+        chosen = [self.parts[day] for day in sorted(days) if day in self.parts]
+        return stream(rows for rows, _ in chosen), sum(count for _, count in chosen)
 
 
 _rows: MessageRows | None = None  # one per process
@@ -53,9 +62,8 @@ def encode_group(lines: Sequence[bytes], options: LineOptions, first_id: int) ->
     converted = convert(lines, options)
     records = converted.records
     converted.tally.bytes = sum(map(len, lines))
-    days = frozenset({r.received_at.date() for r in records})
-    data = _rows.encode(records, first_id) if records else b""
-    return EncodedGroup(data, first_id, len(records), days, converted.tally)
+    parts = _rows.encode_by_day(records, first_id) if records else {}
+    return EncodedGroup(parts, first_id, len(records), converted.tally)
 
 
 def _worker_started(importer_pid: int) -> None:

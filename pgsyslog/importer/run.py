@@ -44,6 +44,7 @@ from pgsyslog.storage import database, partitions
 from pgsyslog.storage.copy import (
     IdBlock,
     copy_data,
+    copy_data_into,
     copy_records,
     copy_unrouted,
     register_adapters,
@@ -76,6 +77,10 @@ class ImportSettings:
     host: str | None = None
     retention_days: int = 0
     max_line: int = 64 * 1024  # config max_frame_length: longer lines are cut
+    # Days before yesterday without a partition are loaded into a table of their own and
+    # attached (their indexes built in one pass) when the import is done: see
+    # partitions.create_detached. Off for --follow, whose rows must show as they come.
+    load_new_days: bool = True
 
 
 @dataclass
@@ -120,6 +125,7 @@ class Importer:
         self._conns: list[psycopg.AsyncConnection[Any]] = []
         self._inflight: deque[InFlight] = deque()
         self._days: set[date] = set()  # days whose partition is known to exist
+        self._loading: set[date] = set()  # days in a table of their own, to attach at finish
         self._warned_too_old = False
         self._encoder = Encoder()
         self.unrouted = 0
@@ -131,7 +137,24 @@ class Importer:
         except BaseException:
             await self.close()
             raise
-        self._days = await asyncio.to_thread(_partition_days, self.dsn)
+        self._days, left_over = await asyncio.to_thread(_partition_days, self.dsn)
+        # A table an import that died was loading (or one half made): attached at finish,
+        # and taken on for its day meanwhile.
+        if self.settings.load_new_days:
+            for day in sorted(left_over - self._expired_days(left_over)):
+                if await _take_loading_lock(self._conns[0], day):
+                    self._loading.add(day)
+
+    async def finish(self) -> None:
+        """Attach the tables of the days loaded (building their indexes): their rows show
+        in queries from here on. Call once no group is in flight."""
+        assert not self._inflight, "drain() first"
+        if self._loading:
+            log.info("building the indexes of the %d day(s) loaded", len(self._loading))
+        for day in sorted(self._loading):
+            await asyncio.to_thread(_attach_loaded, self.dsn, day)
+            self._loading.discard(day)
+            self._days.add(day)
 
     async def close(self) -> None:
         await self._abandon()
@@ -220,12 +243,13 @@ class Importer:
         # skipped lines leaves its block unused.
         first_id = await reserve_ids(conn) if group.lines else 0
         encoded = await self._encoder.encode(group.lines, options, first_id)
-        await self._ensure_days(encoded.days)
+        await self._ensure_days(encoded.days, conn)
+        loading = frozenset(encoded.days & self._loading)
         source = opened.source
         source.identity = reread_head(source)
         before = self._inflight[-1] if self._inflight else None
         task = asyncio.ensure_future(self._write(conn, before, opened, opened.submitted,
-                                                 group, encoded, options))
+                                                 group, encoded, loading, options))
         opened.submitted = group.end
         self._inflight.append(InFlight(task, conn, opened, group, encoded.tally))
 
@@ -259,14 +283,14 @@ class Importer:
 
     async def _write(self, conn: psycopg.AsyncConnection[Any], before: InFlight | None,
                      opened: OpenFile, start: int, group: LineGroup, encoded: EncodedGroup,
-                     options: LineOptions) -> int | None:
+                     loading: frozenset[date], options: LineOptions) -> int | None:
         """One transaction: the rows, then (once the group before has committed) their
         batch and the file's new position. Returns the file's id in imported_files."""
         source = opened.source
         async with conn.transaction():
             if source.identity is not None:
                 await conn.execute(_NO_COMMIT_WAIT)
-            ids = await self._copy_data(conn, encoded) if encoded.rows else None
+            ids = await self._copy_data(conn, encoded, loading) if encoded.rows else None
             file_id = await _committed(before, opened)  # raises: this group rolls back
             if ids is not None:
                 await register_batch(conn, ids)
@@ -274,19 +298,27 @@ class Importer:
                 # Refused rows: the records again (the same options give the same ones),
                 # split, each part registered.
                 converted = await asyncio.to_thread(convert, group.lines, options)
-                await self._copy(conn, converted.records)
+                for table, records in _by_table(converted.records, loading):
+                    await self._copy(conn, records, table=table)
             if source.identity is None:
                 return None
             return await ledger.advance(conn, file_id, start, source.identity, source.location,
                                         group.end, len(group.lines))
 
-    async def _copy_data(self, conn: psycopg.AsyncConnection[Any], encoded: EncodedGroup
-                         ) -> IdBlock | None:
-        """COPY the group's rows in a savepoint; None when the database refused some of
-        them (then _copy splits them off, after the group before has committed)."""
+    async def _copy_data(self, conn: psycopg.AsyncConnection[Any], encoded: EncodedGroup,
+                         loading: frozenset[date]) -> IdBlock | None:
+        """COPY the group's rows in a savepoint, those of days being loaded into their
+        tables; None when the database refused some of them (then _copy splits them off,
+        after the group before has committed)."""
         try:
             async with conn.transaction():
-                return await copy_data(conn, encoded.data, encoded.first_id, encoded.rows)
+                for day in sorted(loading):
+                    data, _ = encoded.data((day,))
+                    await copy_data_into(conn, partitions.partition_name(day), data)
+                data, rows = encoded.data(encoded.days - loading)
+                if rows:
+                    await copy_data(conn, data, encoded.first_id, rows)
+                return IdBlock(encoded.first_id, encoded.first_id + encoded.rows - 1)
         except Exception as e:
             if classify(e) is Failure.TRANSIENT or conn.broken:
                 raise
@@ -306,18 +338,45 @@ class Importer:
                         "would be dropped at once; the summary counts them",
                         self.settings.retention_days)
 
-    async def _ensure_days(self, days: Iterable[date], *, again: bool = False) -> None:
-        missing = set(days) if again else set(days) - self._days
+    async def _ensure_days(self, days: Iterable[date],
+                           idle: psycopg.AsyncConnection[Any] | None = None, *,
+                           again: bool = False) -> None:
+        """Partitions for these days, or tables to load (load_new_days; their loading
+        locks are taken on ``idle``, a connection no group is using, and held until it
+        closes); ``again`` after rows were refused for want of a partition: attached
+        ones, made anew if dropped."""
+        missing = set(days) - self._loading if again else set(days) - self._days - self._loading
+        to_load = set()
+        if idle is not None and not again:
+            for day in sorted(missing):
+                # Another import loading the day: its table is attached now instead.
+                if self._may_load(day) and await _take_loading_lock(idle, day):
+                    to_load.add(day)
+        if to_load:
+            loading = await asyncio.to_thread(_make_detached, self.dsn, to_load)
+            self._loading |= loading
+            self._days |= to_load - loading
+            missing -= to_load
         if missing:
             await asyncio.to_thread(_make_partitions, self.dsn, missing)
             self._days |= missing
 
+    def _may_load(self, day: date) -> bool:
+        # Yesterday and today are serve's (maintenance makes them ahead): never held back.
+        return self.settings.load_new_days and day < datetime.now(UTC).date() - timedelta(days=1)
+
+    def _expired_days(self, days: Iterable[date]) -> set[date]:
+        now = datetime.now(UTC)
+        return {day for day in days
+                if partitions.is_expired(day, now, self.settings.retention_days)}
+
     async def _copy(self, conn: psycopg.AsyncConnection[Any], records: Sequence[Record], *,
-                    partitions_made: bool = False) -> None:
-        """COPY the records in a savepoint; split off rows the database refuses."""
+                    table: str | None = None, partitions_made: bool = False) -> None:
+        """COPY the records (into syslog.messages, or ``table``, a day's table being
+        loaded) in a savepoint; split off rows the database refuses."""
         try:
             async with conn.transaction():
-                await copy_records(conn, records)
+                await copy_records(conn, records, table=table)
         except Exception as e:
             failure = classify(e)
             if failure is Failure.TRANSIENT or failure is Failure.DUPLICATE or conn.broken:
@@ -325,13 +384,15 @@ class Importer:
             if failure is Failure.NO_PARTITION and not partitions_made:
                 await self._ensure_days({r.received_at.date() for r in records},
                                         again=True)  # dropped meanwhile
-                await self._copy(conn, records, partitions_made=True)
+                await self._copy(conn, records, table=table, partitions_made=True)
             elif len(records) == 1:
                 await self._copy_unrouted(conn, records, describe(e))
             else:
                 middle = len(records) // 2
-                await self._copy(conn, records[:middle], partitions_made=partitions_made)
-                await self._copy(conn, records[middle:], partitions_made=partitions_made)
+                await self._copy(conn, records[:middle], table=table,
+                                 partitions_made=partitions_made)
+                await self._copy(conn, records[middle:], table=table,
+                                 partitions_made=partitions_made)
 
     async def _copy_unrouted(self, conn: psycopg.AsyncConnection[Any], records: Sequence[Record],
                              error: str) -> None:
@@ -339,6 +400,18 @@ class Importer:
             await copy_unrouted(conn, records, error)
         self.unrouted += len(records)
         log.warning("a line refused by syslog.messages is kept in syslog.unrouted: %s", error)
+
+
+def _by_table(records: Sequence[Record], loading: frozenset[date]
+              ) -> list[tuple[str | None, list[Record]]]:
+    """The records by where they go: None for syslog.messages, or the table of a day being
+    loaded; in the order of the records within each."""
+    tables: dict[str | None, list[Record]] = {}
+    for record in records:
+        day = record.received_at.date()
+        tables.setdefault(partitions.partition_name(day) if day in loading else None,
+                          []).append(record)
+    return list(tables.items())
 
 
 def is_settled(source: Source, now: datetime) -> bool:
@@ -378,11 +451,37 @@ async def _connect(dsn: str) -> psycopg.AsyncConnection[Any]:
     return conn
 
 
-def _partition_days(dsn: str) -> set[date]:
+def _partition_days(dsn: str) -> tuple[set[date], set[date]]:
+    """Days with a partition, and days of a table not attached (left over)."""
     with database.connect(dsn) as conn:
-        return {p.day for p in partitions.list_partitions(conn)}
+        attached = {p.day for p in partitions.list_partitions(conn)}
+        left_over = {partitions.partition_day(name) for name in partitions.left_over_tables(conn)}
+        return attached, {day for day in left_over if day is not None}
 
 
 def _make_partitions(dsn: str, days: set[date]) -> None:
     with database.connect(dsn, autocommit=True) as conn:
-        partitions.ensure_days(conn, days)  # each creation is logged
+        for day in sorted(days):
+            # A table being loaded becomes the partition with its indexes built; else one
+            # is made (each creation is logged).
+            if not partitions.attach_loaded(conn, day):
+                partitions.ensure_days(conn, (day,))
+
+
+async def _take_loading_lock(conn: psycopg.AsyncConnection[Any], day: date) -> bool:
+    async with conn.cursor() as cur:
+        await cur.execute("SELECT pg_try_advisory_lock(%s::int4, %s::int4)",
+                          partitions.loading_lock_key(day))
+        return await cur.fetchone() == (True,)
+
+
+def _make_detached(dsn: str, days: set[date]) -> set[date]:
+    """Tables to load for these days; returns the days that got one (the others have
+    their partition)."""
+    with database.connect(dsn, autocommit=True) as conn:
+        return {day for day in days if partitions.create_detached(conn, day)}
+
+
+def _attach_loaded(dsn: str, day: date) -> None:
+    with database.connect(dsn, autocommit=True) as conn:
+        partitions.attach_loaded(conn, day)

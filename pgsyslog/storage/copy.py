@@ -135,14 +135,15 @@ class IdBlock:
 
 
 async def copy_records(conn: AsyncConnection, records: Sequence[Record],
-                       batch_id: uuid.UUID | None = None) -> None:
-    """COPY the records into syslog.messages and register the batch, in the connection's
-    current transaction (at most BLOCK_IDS records).
+                       batch_id: uuid.UUID | None = None, *, table: str | None = None) -> None:
+    """COPY the records into syslog.messages (or ``table``, one of its days' tables) and
+    register the batch, in the connection's current transaction (at most BLOCK_IDS
+    records).
 
     Raises psycopg.errors.UniqueViolation on DUPLICATE_BATCH_CONSTRAINT when a batch with
     this id committed before. Listeners of NEW_ROWS_CHANNEL are notified at commit.
     """
-    ids = await copy_rows(conn, records, await reserve_ids(conn))
+    ids = await copy_rows(conn, records, await reserve_ids(conn), table=table)
     await register_batch(conn, ids, batch_id)
 
 
@@ -155,15 +156,16 @@ async def reserve_ids(conn: AsyncConnection) -> int:
     return int(reserved[0])
 
 
-async def copy_rows(conn: AsyncConnection, records: Sequence[Record], first_id: int
-                    ) -> IdBlock:
+async def copy_rows(conn: AsyncConnection, records: Sequence[Record], first_id: int, *,
+                    table: str | None = None) -> IdBlock:
     """COPY the records into syslog.messages with the ids from ``first_id`` on (a block of
     reserve_ids; at most BLOCK_IDS records), in the connection's current transaction,
     without registering a batch: call register_batch with the block before that
     transaction commits."""
     if len(records) > BLOCK_IDS:
         raise ValueError(f"a batch holds at most {BLOCK_IDS} records, not {len(records)}")
-    async with conn.cursor() as cur, cur.copy(COPY_MESSAGES) as copy:
+    statement = COPY_MESSAGES if table is None else _copy_into(table)
+    async with conn.cursor() as cur, cur.copy(statement) as copy:
         copy.set_types(MESSAGE_TYPES)
         write_row = copy.write_row
         for row_id, record in enumerate(records, first_id):
@@ -179,6 +181,18 @@ async def copy_data(conn: AsyncConnection, data: bytes, first_id: int, rows: int
     async with conn.cursor() as cur, cur.copy(COPY_MESSAGES) as copy:
         await copy.write(data)
     return IdBlock(first_id, first_id + rows - 1)
+
+
+async def copy_data_into(conn: AsyncConnection, table: str, data: bytes) -> None:
+    """COPY rows already encoded into ``table`` of the schema, a day's table of
+    syslog.messages (attached or not yet: partitions.create_detached)."""
+    async with conn.cursor() as cur, cur.copy(_copy_into(table)) as copy:
+        await copy.write(data)
+
+
+@functools.lru_cache(maxsize=64)
+def _copy_into(table: str) -> sql.Composed:
+    return _copy_statement(table, first=("id",))
 
 
 async def register_batch(conn: AsyncConnection, ids: IdBlock,

@@ -10,7 +10,8 @@ the binary COPY signature and trailer around the rows
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from datetime import date
 
 from psycopg import abc, postgres
 from psycopg._copy_base import format_row_binary  # psycopg's COPY row formatter
@@ -58,3 +59,26 @@ class MessageRows:
             format_row_binary(message_row(row_id, record), tx, out)
         out += TRAILER
         return bytes(out)
+
+    def encode_by_day(self, records: Sequence[Record], first_id: int
+                      ) -> dict[date, tuple[bytes, int]]:
+        """The rows of each day of received_at (ids from ``first_id`` on, in the order of
+        ``records``), without signature and trailer: a day whose partition is still being
+        loaded is COPYed into its table alone, the others together (``stream``)."""
+        parts: dict[date, bytearray] = {}
+        counts: dict[date, int] = {}
+        tx = self._tx
+        for row_id, record in enumerate(records, first_id):
+            day = record.received_at.date()
+            out = parts.get(day)
+            if out is None:
+                out = parts[day] = bytearray()
+                counts[day] = 0
+            format_row_binary(message_row(row_id, record), tx, out)
+            counts[day] += 1
+        return {day: (bytes(out), counts[day]) for day, out in parts.items()}
+
+
+def stream(rows: Iterable[bytes]) -> bytes:
+    """Whole COPY data from rows of encode_by_day."""
+    return b"".join((SIGNATURE, *rows, TRAILER))

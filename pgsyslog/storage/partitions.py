@@ -178,6 +178,81 @@ def create_partition(conn: Connection, day: date) -> bool:
     return True
 
 
+def create_detached(conn: Connection, day: date) -> bool:
+    """Make ``day``'s table free-standing, with its CHECK and without indexes, for an
+    import to load: False when the day's partition is attached already.
+
+    Loaded, it is attached with attach_loaded, which builds its indexes in one pass: for
+    the full-text index that costs PostgreSQL far less per row than keeping it up to date
+    row by row (bench/import.py, "history"). Until then its rows are in no query; a table
+    left by an import that died is attached by the next import or by maintenance
+    (settle_left_over_tables), and a writer that needs the day attaches it at once
+    (create_partition finishes a half-made partition). A free-standing table already
+    there is taken as it is.
+    """
+    name = partition_name(day)
+    if _is_attached(conn, name):
+        return False
+    with _day_lock(conn, day):
+        if _is_attached(conn, name):
+            return False
+        if not _exists(conn, name):
+            _with_retries(conn, lambda: _create_with_check(conn, day))
+    return True
+
+
+def attach_loaded(conn: Connection, day: date, *, index_memory: str = "256MB") -> bool:
+    """Attach ``day``'s loaded table (create_detached), building its indexes, with no
+    statement timeout: that takes as long as its rows need. False when it was attached
+    already (by a writer, maintenance or another import meanwhile) or there is no table."""
+    name = partition_name(day)
+    if _is_attached(conn, name) or not _exists(conn, name):
+        return False
+    with _day_lock(conn, day):
+        if _is_attached(conn, name) or not _exists(conn, name):
+            return False
+
+        def attach() -> None:
+            conn.execute("SET LOCAL statement_timeout = 0")
+            conn.execute(sql.SQL("SET LOCAL maintenance_work_mem = {}").format(
+                sql.Literal(index_memory)))
+            if not _has_check(conn, day):  # a left-over taken as it was
+                _create_with_check(conn, day)
+            _attach(conn, day)
+
+        _with_retries(conn, attach)
+    log.info("attached partition %s.%s with its indexes built", SCHEMA, name)
+    return True
+
+
+def loading_lock_key(day: date) -> tuple[int, int]:
+    """The advisory lock an import holds while it loads ``day``'s table (session level)."""
+    return locks.LOADING_DAY, day.toordinal()
+
+
+def _being_loaded(conn: Connection, day: date) -> bool:
+    """Whether an import holds ``day``'s loading lock now."""
+    key = loading_lock_key(day)
+    row = conn.execute("SELECT pg_try_advisory_lock(%s::int4, %s::int4)", key).fetchone()
+    if row == (True,):
+        conn.execute("SELECT pg_advisory_unlock(%s::int4, %s::int4)", key)
+        return False
+    return True
+
+
+def _exists(conn: Connection, name: str) -> bool:
+    return conn.execute("SELECT to_regclass(%s) IS NOT NULL",
+                        (f"{SCHEMA}.{name}",)).fetchone() == (True,)
+
+
+def _has_check(conn: Connection, day: date) -> bool:
+    row = conn.execute("SELECT count(*) FROM pg_constraint WHERE conrelid = to_regclass(%s) "
+                       "AND conname = %s AND convalidated",
+                       (f"{SCHEMA}.{partition_name(day)}", f"{partition_name(day)}_range")
+                       ).fetchone()
+    return row is not None and row[0] == 1
+
+
 def _range_literals(day: date) -> tuple[sql.Literal, sql.Literal]:
     return sql.Literal(day_start(day)), sql.Literal(day_start(day + timedelta(days=1)))
 
@@ -308,13 +383,18 @@ def settle_left_over_tables(conn: Connection, now: datetime, retention_days: int
     """
     for name in left_over_tables(conn):
         day = _day_of(name)
+        if _being_loaded(conn, day):
+            log.info("left-over table %s.%s is being loaded by an import; left to it",
+                     SCHEMA, name)
+            continue
         if is_expired(day, now, retention_days):
             if _drop_if_free(conn, name):
                 log.info("dropped left-over table %s.%s of an expired day", SCHEMA, name)
                 yield name
             continue
         try:
-            create_partition(conn, day)
+            # An import that died may have loaded it: its indexes take what its rows need.
+            attach_loaded(conn, day) or create_partition(conn, day)
         except (errors.IntegrityError, errors.ProgrammingError) as e:
             # SQLSTATE classes 23 (rows outside the day) and 42 (columns unlike the parent)
             log.warning("left-over table %s.%s cannot be attached and stays as it is: %s",

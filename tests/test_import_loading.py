@@ -1,0 +1,190 @@
+"""Days the store does not hold yet are loaded into a table of their own and attached, with
+their indexes built, when the import is done (partitions.create_detached): a real
+database, the command as a subprocess where the operator would run it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from test_import import FOREVER, assert_each_line_once, rfc5424, run_import, start_import
+
+from helpers import query
+from pgsyslog.storage import database, maintenance, partitions
+
+NOW = datetime.now(UTC)
+OLD = NOW - timedelta(days=12)  # a day no partition holds
+
+
+def lines_of(count: int, first_time: datetime, step: timedelta = timedelta(seconds=1),
+             first: int = 0) -> str:
+    return "".join(rfc5424(first_time + step * i, f"line {i}") for i in range(first, first + count))
+
+
+def attached_days(dsn: str) -> set[date]:
+    with database.connect(dsn) as conn:
+        return {p.day for p in partitions.list_partitions(conn)}
+
+
+def left_over(dsn: str) -> list[str]:
+    with database.connect(dsn) as conn:
+        return partitions.left_over_tables(conn)
+
+
+def index_shapes(dsn: str, table: str) -> list[tuple[str, bool]]:
+    """Each index of the table as its definition without the names, and its validity."""
+    rows = query(dsn, "SELECT pg_get_indexdef(i.indexrelid), i.indisvalid FROM pg_index i "
+                      "WHERE i.indrelid = %s::regclass", (f"syslog.{table}",))
+    shapes = [(definition.split(" USING ", 1)[1], valid) for definition, valid in rows]
+    return sorted(shapes)
+
+
+def wait_for_ledger_lines(dsn: str, proc: subprocess.Popen[str], timeout: float = 60) -> int:
+    """Lines of the import committed (its rows are not in a query yet)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = query(dsn, "SELECT coalesce(sum(lines), 0) FROM syslog.imported_files")[0][0]
+        if lines:
+            return int(lines)
+        assert proc.poll() is None and time.monotonic() < deadline, "nothing was committed"
+        time.sleep(0.05)
+
+
+def test_a_day_without_partition_is_attached_with_every_index_at_the_end(
+        dsn: str, tmp_path: Path) -> None:
+    log = tmp_path / "old.log"
+    log.write_text(lines_of(3000, OLD.replace(hour=12)))
+    result = run_import(dsn, str(log), "--batch-rows", "500", env=FOREVER)
+    assert result.returncode == 0, result.stderr
+    assert "3,000 imported" in result.stdout
+    assert OLD.date() in attached_days(dsn) and left_over(dsn) == []
+    assert_each_line_once(dsn, 3000)
+    # The same indexes as a partition maintenance made, each valid.
+    loaded = partitions.partition_name(OLD.date())
+    made = partitions.partition_name(NOW.date())
+    assert index_shapes(dsn, loaded) == index_shapes(dsn, made)
+    assert all(valid for _, valid in index_shapes(dsn, loaded))
+    assert len(index_shapes(dsn, loaded)) >= 6
+    # And a full-text search finds its rows through the index.
+    found = query(dsn, "SELECT count(*) FROM syslog.messages WHERE "
+                       "syslog.message_tsvector(app_name, message) @@ "
+                       "websearch_to_tsquery('simple', 'line 2999')")[0][0]
+    assert found == 1
+
+
+def test_a_killed_import_of_old_days_shows_each_line_once_after_the_next(
+        dsn: str, tmp_path: Path) -> None:
+    log = tmp_path / "old.log"
+    log.write_text(lines_of(60_000, OLD.replace(hour=1)))
+    proc = start_import(dsn, "--quiet", str(log))  # twelve days: within the retention
+    committed = wait_for_ledger_lines(dsn, proc)
+    proc.kill()
+    proc.communicate(timeout=30)
+    table = partitions.partition_name(OLD.date())
+    # Committed, but not attached: in no query yet, kept in the day's table.
+    assert left_over(dsn) == [table]
+    assert query(dsn, "SELECT count(*) FROM syslog.messages")[0][0] == 0
+    assert query(dsn, f"SELECT count(*) FROM syslog.{table}")[0][0] >= committed
+    result = run_import(dsn, str(log), env=FOREVER)
+    assert result.returncode == 0, result.stderr
+    assert left_over(dsn) == [] and OLD.date() in attached_days(dsn)
+    assert_each_line_once(dsn, 60_000)
+
+
+def test_maintenance_attaches_the_table_of_an_import_that_died(dsn: str, tmp_path: Path) -> None:
+    log = tmp_path / "old.log"
+    log.write_text(lines_of(60_000, OLD.replace(hour=1)))
+    proc = start_import(dsn, "--quiet", str(log))
+    wait_for_ledger_lines(dsn, proc)
+    proc.kill()
+    proc.communicate(timeout=30)
+    stored = query(dsn, f"SELECT count(*) FROM syslog.{partitions.partition_name(OLD.date())}"
+                   )[0][0]
+    maintenance.run_maintenance(dsn, ahead=1, retention_days=30)
+    assert left_over(dsn) == [] and OLD.date() in attached_days(dsn)
+    assert query(dsn, "SELECT count(*) FROM syslog.messages")[0][0] == stored
+
+
+def test_maintenance_leaves_a_table_an_import_is_loading_to_it(
+        dsn: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    log = tmp_path / "old.log"
+    log.write_text(lines_of(200_000, OLD.replace(hour=0), step=timedelta(milliseconds=100)))
+    proc = start_import(dsn, "--quiet", "--batch-rows", "2000", str(log))
+    wait_for_ledger_lines(dsn, proc)
+    caplog.set_level("INFO", logger="pgsyslog.storage.partitions")
+    maintenance.run_maintenance(dsn, ahead=1, retention_days=30)
+    assert proc.poll() is None, "the import ended before maintenance ran: a larger file"
+    table = partitions.partition_name(OLD.date())
+    assert f"left-over table syslog.{table} is being loaded by an import" in caplog.text
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "200,000 imported" in out
+    assert left_over(dsn) == [] and OLD.date() in attached_days(dsn)
+    assert query(dsn, "SELECT count(*) FROM syslog.messages")[0][0] == 200_000
+
+
+def test_rows_across_a_loaded_and_an_attached_day_are_each_stored_once(
+        dsn: str, tmp_path: Path) -> None:
+    # Four days ago has no partition (loaded), three days ago has one (made before).
+    late = (NOW - timedelta(days=4)).replace(hour=23, minute=50, second=0, microsecond=0)
+    with database.connect(dsn, autocommit=True) as conn:
+        partitions.ensure_days(conn, [(late + timedelta(days=1)).date()])
+    log = tmp_path / "midnight.log"
+    log.write_text(lines_of(1200, late))  # 20 minutes: ten before midnight, ten after
+    result = run_import(dsn, str(log), "--batch-rows", "700", env=FOREVER)
+    assert result.returncode == 0, result.stderr
+    assert_each_line_once(dsn, 1200)
+    by_day = dict(query(dsn, "SELECT received_at::date, count(*) FROM syslog.messages "
+                             "GROUP BY 1"))
+    assert by_day == {late.date(): 600, (late + timedelta(days=1)).date(): 600}
+    assert left_over(dsn) == []
+
+
+def test_a_writer_that_needs_a_day_being_loaded_attaches_it_with_its_rows(dsn: str) -> None:
+    day = OLD.date()
+    with database.connect(dsn, autocommit=True) as conn:
+        assert partitions.create_detached(conn, day)
+        table = partitions.partition_name(day)
+        conn.execute(f"INSERT INTO syslog.{table} (received_at, facility, severity, message, "
+                     "format, transport) VALUES (%s, 1, 5, 'loaded', 'raw', 'file')", (OLD,))
+        assert partitions.create_partition(conn, day)  # as serve's writer does
+    assert day in attached_days(dsn)
+    assert query(dsn, "SELECT message FROM syslog.messages") == [("loaded",)]
+
+
+def test_rows_of_yesterday_show_as_each_group_commits(dsn: str, tmp_path: Path) -> None:
+    yesterday = (NOW - timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    with database.connect(dsn, autocommit=True) as conn:  # no partition: made, not loaded
+        conn.execute(f"DROP TABLE syslog.{partitions.partition_name(yesterday.date())}")
+    log = tmp_path / "recent.log"
+    log.write_text(lines_of(60_000, yesterday))
+    proc = start_import(dsn, "--quiet", str(log))
+    committed = wait_for_ledger_lines(dsn, proc)
+    proc.kill()
+    proc.communicate(timeout=30)
+    assert left_over(dsn) == []
+    assert query(dsn, "SELECT count(*) FROM syslog.messages")[0][0] >= committed
+
+
+def test_follow_stores_rows_of_old_days_where_queries_see_them_at_once(
+        dsn: str, tmp_path: Path) -> None:
+    log = tmp_path / "old.log"
+    log.write_text(lines_of(500, OLD))
+    proc = subprocess.Popen([sys.executable, "-m", "pgsyslog", "import", "--follow", "--dsn",
+                             dsn, "--default-tz", "UTC", str(log)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **FOREVER})
+    try:
+        deadline = time.monotonic() + 60
+        while query(dsn, "SELECT count(*) FROM syslog.messages")[0][0] < 500:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
+            time.sleep(0.05)
+        assert left_over(dsn) == []
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
