@@ -1,10 +1,19 @@
 """Import benchmark: lines per second of `pgsyslog import` into PostgreSQL.
 
 Writes realistic log files (RFC 3164 as /var/log/syslog has it, mixed with RFC 5424
-lines, over the last two days; a new file per run, so that nothing is skipped as imported
+lines, two days of them; a new file per run, so that nothing is skipped as imported
 before), imports each with `pgsyslog import --quiet` as a subprocess into the embedded
 database (in a temporary directory) or the one --dsn names, and prints the median of the
-runs. --profile runs one import in this process under cProfile and prints where the time
+runs. Two scenarios, each run of one taking its turn with a run of the other:
+
+- history: the two days of each file are days the store does not hold yet (each run's
+  end three days before the last one's start), as when old logs and archives are
+  imported: their tables are loaded without indexes and attached at the end, the
+  indexes built then (counted in the time).
+- stored: the last two days, whose partitions exist (made before the first run), as
+  when a file that serve's days already hold grows: every row updates every index.
+
+--profile runs one import in this process under cProfile and prints where the time
 goes instead.
 
 --baseline DIR takes a work tree of another commit (``git worktree add --detach DIR
@@ -41,10 +50,11 @@ HOSTS = [f"web{i:02d}" for i in range(30)] + [f"db{i}.example.net" for i in rang
 APPS = ["sshd", "CRON", "kernel", "systemd", "postfix/smtpd", "nginx", "dhclient", "sudo"]
 
 
-def write_log(path: Path, count: int, seed: int) -> None:
-    """``count`` lines, two in three RFC 3164, the rest RFC 5424, times in order."""
+def write_log(path: Path, count: int, seed: int, end: datetime | None = None) -> None:
+    """``count`` lines over the two days before ``end`` (default now), two in three RFC
+    3164, the rest RFC 5424, times in order."""
     rng = random.Random(seed)
-    start = datetime.now(UTC) - timedelta(days=2)
+    start = (end or datetime.now(UTC)) - timedelta(days=2)
     step = timedelta(days=2) / count
     with path.open("w") as out:
         for i in range(count):
@@ -64,7 +74,8 @@ def import_once(dsn: str, path: Path, code: Path | None = None) -> float:
     # `python -m` puts the working directory first on sys.path: run in the work tree of
     # the code meant, or a checkout's own package would shadow the baseline's.
     code = code or BENCH.parent
-    env = {**os.environ, "PYTHONPATH": str(code)}
+    # Retention 0 keeps every day: the history runs reach further back than 30 days.
+    env = {**os.environ, "PYTHONPATH": str(code), "PGSYSLOG_RETENTION_DAYS": "0"}
     started = time.monotonic()
     subprocess.run([sys.executable, "-m", "pgsyslog", "import", "--quiet", "--dsn", dsn,
                     "--default-tz", "UTC", str(path)], check=True, stdout=subprocess.DEVNULL,
@@ -97,6 +108,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--baseline", type=Path, metavar="DIR",
                         help="work tree of the commit to compare with, run in turn")
+    parser.add_argument("--scenario", choices=("both", "history", "stored"), default="both")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pgsyslog-bench-import-") as tmp:
         embedded = None
@@ -122,23 +134,39 @@ def bench(dsn: str, tmp: Path, args: argparse.Namespace) -> None:
         write_log(path, args.lines, seed=0)
         profile_once(dsn, path)
         return
-    rates: dict[str, list[float]] = {"this": [], "baseline": []}
+    scenarios = ("history", "stored") if args.scenario == "both" else (args.scenario,)
+    now = datetime.now(UTC)
+    _make_stored_days(dsn, now)
+    rates: dict[tuple[str, str], list[float]] = {}
+    history_end = now - timedelta(days=3)
     for run in range(args.runs):
-        for name in _turns(run, args.baseline is not None):
-            path = tmp / f"syslog-{name}-{run}"
-            write_log(path, args.lines, seed=2 * run + (name == "baseline"))
-            seconds = import_once(dsn, path, args.baseline if name == "baseline" else None)
-            path.unlink()
-            rates[name].append(args.lines / seconds)
-            print(f"run {run + 1} ({name}): {args.lines:,} lines in {seconds:.1f} s = "
-                  f"{rates[name][-1]:,.0f} lines/s", flush=True)
-    median = statistics.median(rates["this"])
-    verdict = "met" if median >= GOAL else "NOT met"
-    print(f"median: {median:,.0f} lines/s (goal >= {GOAL:,}: {verdict})")
-    if rates["baseline"]:
-        baseline = statistics.median(rates["baseline"])
-        print(f"baseline median: {baseline:,.0f} lines/s; this / baseline = "
-              f"{median / baseline:.2f}")
+        for scenario in scenarios if run % 2 == 0 else scenarios[::-1]:
+            for name in _turns(run, args.baseline is not None):
+                path = tmp / f"syslog-{scenario}-{name}-{run}"
+                end = now
+                if scenario == "history":
+                    end, history_end = history_end, history_end - timedelta(days=3)
+                write_log(path, args.lines, seed=2 * run + (name == "baseline"), end=end)
+                seconds = import_once(dsn, path, args.baseline if name == "baseline" else None)
+                path.unlink()
+                rates.setdefault((scenario, name), []).append(args.lines / seconds)
+                print(f"run {run + 1} {scenario} ({name}): {args.lines:,} lines in "
+                      f"{seconds:.1f} s = {rates[scenario, name][-1]:,.0f} lines/s", flush=True)
+    for scenario in scenarios:
+        median = statistics.median(rates[scenario, "this"])
+        verdict = "met" if median >= GOAL else "NOT met"
+        print(f"{scenario}: median {median:,.0f} lines/s (goal >= {GOAL:,}: {verdict})")
+        if (scenario, "baseline") in rates:
+            baseline = statistics.median(rates[scenario, "baseline"])
+            print(f"{scenario}: baseline median {baseline:,.0f} lines/s; this / baseline = "
+                  f"{median / baseline:.2f}")
+
+
+def _make_stored_days(dsn: str, now: datetime) -> None:
+    from pgsyslog.storage import database, partitions
+
+    with database.connect(dsn, autocommit=True) as conn:
+        partitions.ensure_days(conn, [(now - timedelta(days=n)).date() for n in range(3)])
 
 
 def _turns(run: int, with_baseline: bool) -> tuple[str, ...]:
