@@ -188,3 +188,36 @@ def test_follow_stores_rows_of_old_days_where_queries_see_them_at_once(
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+def test_a_day_passed_is_attached_while_the_next_days_load(dsn: str, tmp_path: Path) -> None:
+    first = (NOW - timedelta(days=9)).replace(hour=0, minute=0, second=0, microsecond=0)
+    log = tmp_path / "three-days.log"
+    # A line every 4 s for the first day, then two days of one a second.
+    log.write_text(lines_of(21_600, first, step=timedelta(seconds=4))
+                   + lines_of(172_800, first + timedelta(days=1), first=21_600))
+    proc = start_import(dsn, "--quiet", str(log))
+    deadline = time.monotonic() + 120
+    while first.date() not in attached_days(dsn):
+        assert proc.poll() is None and time.monotonic() < deadline, "the first day came last"
+        time.sleep(0.05)
+    last = (first + timedelta(days=2)).date()
+    assert last not in attached_days(dsn), "the import was done before the first day was in"
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err
+    assert {first.date(), last} <= attached_days(dsn) and left_over(dsn) == []
+    assert query(dsn, "SELECT count(*), count(DISTINCT message) FROM syslog.messages")[0] == (
+        194_400, 194_400)
+
+
+def test_rotated_files_imported_newest_first_store_each_line_once(
+        dsn: str, tmp_path: Path) -> None:
+    start = (NOW - timedelta(days=8)).replace(hour=6, minute=25, second=0, microsecond=0)
+    older, newer = tmp_path / "syslog.2", tmp_path / "syslog.1"
+    older.write_text(lines_of(20_000, start, step=timedelta(seconds=4)))  # 22 h
+    newer.write_text(lines_of(20_000, start + timedelta(days=1), step=timedelta(seconds=4),
+                              first=20_000))
+    result = run_import(dsn, str(newer), str(older), "--batch-rows", "3000", env=FOREVER)
+    assert result.returncode == 0, result.stderr
+    assert left_over(dsn) == []
+    assert_each_line_once(dsn, 40_000)

@@ -109,6 +109,7 @@ class InFlight:
     opened: OpenFile
     group: LineGroup
     tally: Tally
+    days: frozenset[date] = frozenset()  # of its rows
 
 
 class Importer:
@@ -126,6 +127,7 @@ class Importer:
         self._inflight: deque[InFlight] = deque()
         self._days: set[date] = set()  # days whose partition is known to exist
         self._loading: set[date] = set()  # days in a table of their own, to attach at finish
+        self._attaching: dict[date, asyncio.Task[None]] = {}  # loaded days being attached
         self._warned_too_old = False
         self._encoder = Encoder()
         self.unrouted = 0
@@ -149,15 +151,47 @@ class Importer:
         """Attach the tables of the days loaded (building their indexes): their rows show
         in queries from here on. Call once no group is in flight."""
         assert not self._inflight, "drain() first"
+        await self._attached(set(self._attaching))
         if self._loading:
             log.info("building the indexes of the %d day(s) loaded", len(self._loading))
         for day in sorted(self._loading):
-            await asyncio.to_thread(_attach_loaded, self.dsn, day)
-            self._loading.discard(day)
-            self._days.add(day)
+            self._attach(day)
+        await self._attached(set(self._attaching))
+
+    def _attach_passed_days(self, days: frozenset[date]) -> None:
+        """Start attaching (in the background) each loaded day older than all of ``days``,
+        the rows of the group about to be written, that no group in flight has rows of:
+        lines come in time order, and its index builds overlap the loading of the next."""
+        if not days:
+            return
+        for day in sorted(self._loading):
+            if day < min(days) and not any(day in item.days for item in self._inflight):
+                self._attach(day)
+
+    def _attach(self, day: date) -> None:
+        self._loading.discard(day)
+        self._attaching[day] = asyncio.ensure_future(asyncio.to_thread(
+            _attach_loaded, self.dsn, day))
+
+    async def _attached(self, days: Iterable[date]) -> None:
+        """Wait for the attaching of these days; one that failed is loaded again (its
+        table stays, and the next try or maintenance attaches it). The first failure is
+        raised once all are done."""
+        failure: BaseException | None = None
+        for day in sorted(set(days) & set(self._attaching)):
+            try:
+                await self._attaching.pop(day)
+                self._days.add(day)
+            except Exception as e:
+                self._loading.add(day)
+                failure = failure or e
+        if failure is not None:
+            raise failure
 
     async def close(self) -> None:
         await self._abandon()
+        with contextlib.suppress(Exception):  # their tables stay, for the next import
+            await self._attached(set(self._attaching))
         self._encoder.close()
         conns, self._conns = self._conns, []
         for conn in conns:
@@ -243,7 +277,11 @@ class Importer:
         # skipped lines leaves its block unused.
         first_id = await reserve_ids(conn) if group.lines else 0
         encoded = await self._encoder.encode(group.lines, options, first_id)
+        # Rows of a day whose table is being attached wait for it: a COPY would wait
+        # behind its index builds, bounded by the statement timeout.
+        await self._attached(encoded.days)
         await self._ensure_days(encoded.days, conn)
+        self._attach_passed_days(encoded.days)
         loading = frozenset(encoded.days & self._loading)
         source = opened.source
         source.identity = reread_head(source)
@@ -251,7 +289,7 @@ class Importer:
         task = asyncio.ensure_future(self._write(conn, before, opened, opened.submitted,
                                                  group, encoded, loading, options))
         opened.submitted = group.end
-        self._inflight.append(InFlight(task, conn, opened, group, encoded.tally))
+        self._inflight.append(InFlight(task, conn, opened, group, encoded.tally, encoded.days))
 
     async def drain(self) -> None:
         """Wait for every group in flight to commit (the first failure is raised)."""
