@@ -203,7 +203,7 @@ def test_a_day_passed_is_attached_while_the_next_days_load(dsn: str, tmp_path: P
         time.sleep(0.05)
     last = (first + timedelta(days=2)).date()
     assert last not in attached_days(dsn), "the import was done before the first day was in"
-    out, err = proc.communicate(timeout=180)
+    _, err = proc.communicate(timeout=180)
     assert proc.returncode == 0, err
     assert {first.date(), last} <= attached_days(dsn) and left_over(dsn) == []
     assert query(dsn, "SELECT count(*), count(DISTINCT message) FROM syslog.messages")[0] == (
