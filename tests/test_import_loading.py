@@ -221,3 +221,19 @@ def test_rotated_files_imported_newest_first_store_each_line_once(
     assert result.returncode == 0, result.stderr
     assert left_over(dsn) == []
     assert_each_line_once(dsn, 40_000)
+
+
+def test_indexes_built_before_a_kill_are_kept_and_the_others_built_once(dsn: str) -> None:
+    from pgsyslog.importer.run import _attach_loaded
+
+    day = OLD.date()
+    table = partitions.partition_name(day)
+    with database.connect(dsn, autocommit=True) as conn:
+        partitions.create_detached(conn, day)
+        every = partitions.missing_index_statements(conn, day)
+        assert " USING gin " in every[0]  # the longest build starts first
+        conn.execute(every[-1].encode())  # one index had been built when the import died
+        assert partitions.missing_index_statements(conn, day) == every[:-1]
+    _attach_loaded(dsn, day)
+    assert index_shapes(dsn, table) == index_shapes(dsn, partitions.partition_name(NOW.date()))
+    assert left_over(dsn) == []

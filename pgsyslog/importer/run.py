@@ -22,6 +22,7 @@ test_import_pipeline.py::test_a_failed_commit_rolls_back_the_group_copied_after_
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 from collections import deque
@@ -520,6 +521,27 @@ def _make_detached(dsn: str, days: set[date]) -> set[date]:
         return {day for day in days if partitions.create_detached(conn, day)}
 
 
+# Two index builds at a time, each on its own connection (PostgreSQL builds one on one
+# core): the full-text index on one, the btrees and BRIN after each other on the other.
+INDEX_BUILDERS = 2
+INDEX_MEMORY = "128MB"  # maintenance_work_mem of each build
+
+
 def _attach_loaded(dsn: str, day: date) -> None:
+    """Build the missing indexes of the day's table side by side, then attach it."""
+    with database.connect(dsn, autocommit=True) as conn:
+        statements = partitions.missing_index_statements(conn, day)
+    queues: list[list[str]] = [statements[:1], statements[1:]]
+    with concurrent.futures.ThreadPoolExecutor(INDEX_BUILDERS) as pool:
+        for done in [pool.submit(_build_indexes, dsn, queue) for queue in queues if queue]:
+            done.result()
     with database.connect(dsn, autocommit=True) as conn:
         partitions.attach_loaded(conn, day)
+
+
+def _build_indexes(dsn: str, statements: Sequence[str]) -> None:
+    with database.connect(dsn, autocommit=True) as conn:
+        conn.execute("SET statement_timeout = 0")
+        conn.execute(f"SET maintenance_work_mem = '{INDEX_MEMORY}'")
+        for statement in statements:
+            conn.execute(statement.encode())

@@ -225,6 +225,33 @@ def attach_loaded(conn: Connection, day: date, *, index_memory: str = "256MB") -
     return True
 
 
+def missing_index_statements(conn: Connection, day: date) -> list[str]:
+    """CREATE INDEX statements for ``day``'s free-standing table: those of the parent's
+    indexes it lacks, the full-text (GIN) ones first. ATTACH takes an index made by one
+    of them as the partition's own, instead of building it; each can run on a
+    connection of its own, beside the others."""
+    table = sql.Identifier(SCHEMA, partition_name(day)).as_string(conn)
+    rows = conn.execute(_INDEX_DEFINITIONS_SQL, (f"{SCHEMA}.{PARENT}",)).fetchall()
+    have = {_index_method_and_keys(d) for (d,) in conn.execute(
+        _INDEX_DEFINITIONS_SQL, (f"{SCHEMA}.{partition_name(day)}",)).fetchall()}
+    statements = []
+    for (definition,) in rows:
+        keys = _index_method_and_keys(definition)
+        if keys not in have:
+            create = definition.split(" ON ONLY ", 1)[0].rsplit(" ", 1)[0]  # drop its name
+            statements.append(f"{create} ON {table} USING {keys}")
+    return sorted(statements, key=lambda statement: " USING gin " not in statement)
+
+
+_INDEX_DEFINITIONS_SQL = ("SELECT pg_get_indexdef(indexrelid) FROM pg_index "
+                          "WHERE indrelid = to_regclass(%s) ORDER BY indexrelid")
+
+
+def _index_method_and_keys(definition: str) -> str:
+    """``btree (hostname, received_at)`` of a CREATE INDEX statement."""
+    return definition.split(" USING ", 1)[1]
+
+
 def loading_lock_key(day: date) -> tuple[int, int]:
     """The advisory lock an import holds while it loads ``day``'s table (session level)."""
     return locks.LOADING_DAY, day.toordinal()
