@@ -26,6 +26,7 @@ from pathlib import Path
 
 import psycopg
 from psycopg.conninfo import make_conninfo
+from system_packages import missing_reason
 
 from pgsyslog.storage import migrate
 
@@ -48,18 +49,9 @@ SETTINGS = {
 
 
 def unavailable_reason() -> str | None:
-    """None when PostgreSQL 15 can be used, else why not; installs it with apt when missing."""
-    if (PG_BIN / "pg_ctl").exists():
-        return None
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        return f"PostgreSQL 15 is not installed in {PG_BIN} and apt-get cannot be used"
-    for cmd in (["apt-get", "update", "-qq"],
-                ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "postgresql-15"]):
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
-                              env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-        if done.returncode != 0:
-            return f"apt-get could not install postgresql-15: {done.stderr.strip()[-300:]}"
-    return None if (PG_BIN / "pg_ctl").exists() else "postgresql-15 installed no pg_ctl"
+    """None when PostgreSQL 15 can be used, else why not; installs it with apt when missing
+    (one install at a time: tests running at once share the lock of system_packages)."""
+    return missing_reason([str(PG_BIN / "pg_ctl")], ["postgresql-15"])
 
 
 def free_port() -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from rsyslogd import start_rsyslogd
+from system_packages import missing_reason
 
 from helpers import ServerProcess, free_port, query, wait_for_rows
 
@@ -34,17 +35,9 @@ def ensure_rsyslogd() -> str:
         "/usr/sbin/rsyslogd" if os.path.exists("/usr/sbin/rsyslogd") else None)
     if found:
         return found
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        pytest.skip("rsyslogd is not installed and apt-get cannot be used (not root or no apt)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-qq"],
-                ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "rsyslog"]):
-        try:
-            done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-        except subprocess.TimeoutExpired:
-            pytest.skip(f"{' '.join(cmd)} timed out: rsyslog could not be installed")
-        if done.returncode != 0:
-            pytest.skip(f"rsyslog could not be installed: {done.stderr.strip()[-300:]}")
+    reason = missing_reason(["/usr/sbin/rsyslogd"], ["rsyslog"])  # one apt-get at a time
+    if reason:
+        pytest.skip(reason)
     return shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
 
 
