@@ -15,8 +15,12 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/pgsyslog serve --udp 127.0.0.1:5514 --tcp 127.0.0.1:5514
 
+# Two workers (pytest-xdist), each test file whole on one of them: a file's module fixtures
+# (the packaging tests' install) are made once. TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check pgsyslog tests bench
