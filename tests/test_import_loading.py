@@ -237,3 +237,83 @@ def test_indexes_built_before_a_kill_are_kept_and_the_others_built_once(dsn: str
     _attach_loaded(dsn, day)
     assert index_shapes(dsn, table) == index_shapes(dsn, partitions.partition_name(NOW.date()))
     assert left_over(dsn) == []
+
+
+def test_a_host_longer_than_a_row_may_hold_is_refused_in_one_line(
+        dsn: str, tmp_path: Path) -> None:
+    log = tmp_path / "raw.log"
+    log.write_text("plain text without a header\n")
+    result = run_import(dsn, "--host", "h" * 256, str(log), env=FOREVER)
+    assert result.returncode == 2 and "at most 255" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) <= 3
+    assert query(dsn, "SELECT count(*) FROM syslog.imported_files")[0][0] == 0
+
+
+def test_maintenance_goes_past_a_table_an_index_refuses(dsn: str) -> None:
+    bad, good = OLD.date(), (OLD - timedelta(days=1)).date()
+    with database.connect(dsn, autocommit=True) as conn:
+        for day in (bad, good):
+            partitions.create_detached(conn, day)
+        conn.execute(f"INSERT INTO syslog.{partitions.partition_name(bad)} (received_at, "
+                     "facility, severity, hostname, message, format, transport) "
+                     "SELECT %s, 1, 5, string_agg(md5(random()::text), ''), 'm', 'raw', 'file' "
+                     "FROM generate_series(1, 250)", (OLD,))  # 8,000 characters at random
+    maintenance.run_maintenance(dsn, ahead=1, retention_days=30)  # 54000 in the btree
+    assert left_over(dsn) == [partitions.partition_name(bad)]
+    assert good in attached_days(dsn)
+
+
+def test_a_half_made_partition_of_yesterday_is_not_held_back(dsn: str, tmp_path: Path) -> None:
+    yesterday = (NOW - timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    with database.connect(dsn, autocommit=True) as conn:  # a creation cut before ATTACH
+        conn.execute(f"DROP TABLE syslog.{partitions.partition_name(yesterday.date())}")
+        partitions.create_detached(conn, yesterday.date())
+    log = tmp_path / "recent.log"
+    log.write_text(lines_of(60_000, yesterday))
+    proc = start_import(dsn, "--quiet", str(log))
+    committed = wait_for_ledger_lines(dsn, proc)
+    proc.kill()
+    proc.communicate(timeout=30)
+    assert left_over(dsn) == []
+    assert query(dsn, "SELECT count(*) FROM syslog.messages")[0][0] >= committed
+
+
+def test_an_import_of_a_day_another_is_loading_leaves_the_attach_to_the_last(
+        dsn: str, tmp_path: Path) -> None:
+    big, small = tmp_path / "big.log", tmp_path / "small.log"
+    big.write_text(lines_of(150_000, OLD.replace(hour=0), step=timedelta(milliseconds=500)))
+    small.write_text(lines_of(2000, OLD.replace(hour=23), first=150_000))
+    first = start_import(dsn, "--quiet", "--batch-rows", "2000", str(big))
+    wait_for_ledger_lines(dsn, first)
+    second = run_import(dsn, str(small), env=FOREVER)
+    assert second.returncode == 0, second.stderr
+    if first.poll() is None:  # the second ended while the first was still loading
+        assert left_over(dsn) == [partitions.partition_name(OLD.date())]
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert left_over(dsn) == [] and OLD.date() in attached_days(dsn)
+    assert query(dsn, "SELECT count(*), count(DISTINCT message) FROM syslog.messages")[0] == (
+        152_000, 152_000)
+
+
+def test_an_import_waits_for_a_day_maintenance_is_attaching(dsn: str, tmp_path: Path) -> None:
+    day = OLD.date()
+    with database.connect(dsn, autocommit=True) as conn:
+        partitions.create_detached(conn, day)
+        key = partitions.loading_lock_key(day)
+        conn.execute("SELECT pg_advisory_lock(%s::int4, %s::int4)", key)  # as while attaching
+        log = tmp_path / "old.log"
+        log.write_text(lines_of(1000, OLD))
+        proc = subprocess.Popen([sys.executable, "-m", "pgsyslog", "import", "--dsn", dsn,
+                                 "--default-tz", "UTC", str(log)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, **FOREVER})
+        time.sleep(3)
+        assert proc.poll() is None, proc.communicate()
+        assert query(dsn, "SELECT count(*) FROM syslog.imported_files")[0][0] == 0
+        partitions.create_partition(conn, day)  # the attach done
+        conn.execute("SELECT pg_advisory_unlock(%s::int4, %s::int4)", key)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "waiting for syslog." in err and "1,000 imported" in out
+    assert_each_line_once(dsn, 1000)

@@ -32,9 +32,15 @@ INTERRUPTED = 130  # exit status of a one-shot import stopped by a signal: run i
 
 
 def _host_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from pgsyslog.receiver.parsers.build import MAX_HOSTNAME
+
     if value is not None and not value.strip():
         raise OneLineBadParameter("the hostname is empty; leave --host out for lines that "
                                   "carry none", param_hint="'--host'")
+    if value is not None and len(value) > MAX_HOSTNAME:
+        raise OneLineBadParameter(f"the hostname has {len(value):,} characters; at most "
+                                  f"{MAX_HOSTNAME} (RFC 5424's limit, as for every row)",
+                                  param_hint="'--host'")
     return value
 
 
@@ -137,13 +143,14 @@ async def _run(url: str, settings: ImportSettings, sources: list[Source], follow
             for source in sources:
                 opened.append(await importer.open(source))
                 await importer.import_all(opened[-1], stop)
+            stopped = stop.is_set()  # a signal during finish interrupts no reading
             await importer.finish()  # also when stopped: what was committed shows
     except ConcurrentImport as e:
         raise OperatorError(str(e)) from None
     finally:
         progress.close()
         await importer.close()
-    return opened, stop.is_set()
+    return opened, stopped
 
 
 @contextmanager

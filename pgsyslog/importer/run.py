@@ -32,6 +32,7 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from pgsyslog.importer import ledger
 from pgsyslog.importer.encode import EncodedGroup, Encoder
@@ -52,6 +53,7 @@ from pgsyslog.storage.copy import (
     register_batch,
     reserve_ids,
 )
+from pgsyslog.storage.schema import SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +131,10 @@ class Importer:
         self._days: set[date] = set()  # days whose partition is known to exist
         self._loading: set[date] = set()  # days in a table of their own, to attach at finish
         self._attaching: dict[date, asyncio.Task[None]] = {}  # loaded days being attached
+        # Holds the loading locks (partitions.loading_lock_key): shared while a day is
+        # loaded, exclusive while it is attached. Only the import's own task uses it.
+        self._lock_conn: psycopg.AsyncConnection[Any] | None = None
+        self._waited: set[date] = set()  # days whose wait for another's attach was logged
         self._warned_too_old = False
         self._encoder = Encoder()
         self.unrouted = 0
@@ -137,29 +143,30 @@ class Importer:
         try:
             for _ in range(CONNECTIONS):
                 self._conns.append(await _connect(self.dsn))
+            if self.settings.load_new_days:
+                self._lock_conn = await _connect(self.dsn)
         except BaseException:
             await self.close()
             raise
         self._days, left_over = await asyncio.to_thread(_partition_days, self.dsn)
-        # A table an import that died was loading (or one half made): attached at finish,
-        # and taken on for its day meanwhile.
-        if self.settings.load_new_days:
-            for day in sorted(left_over - self._expired_days(left_over)):
-                if await _take_loading_lock(self._conns[0], day):
-                    self._loading.add(day)
+        # A table an import that died was loading: taken on for its day, attached at
+        # finish. Yesterday's and today's (a creation cut short) are left to partition
+        # creation, which finishes them when a row needs them.
+        for day in sorted(left_over - self._expired_days(left_over)):
+            if self._may_load(day) and await self._share_loading(day, wait=False):
+                self._loading.add(day)
 
     async def finish(self) -> None:
         """Attach the tables of the days loaded (building their indexes): their rows show
         in queries from here on. Call once no group is in flight."""
         assert not self._inflight, "drain() first"
-        await self._attached(set(self._attaching))
         if self._loading:
             log.info("building the indexes of the %d day(s) loaded", len(self._loading))
         for day in sorted(self._loading):
-            self._attach(day)
+            await self._attach(day)
         await self._attached(set(self._attaching))
 
-    def _attach_passed_days(self, days: frozenset[date]) -> None:
+    async def _attach_passed_days(self, days: frozenset[date]) -> None:
         """Start attaching (in the background) each loaded day older than all of ``days``,
         the rows of the group about to be written, that no group in flight has rows of:
         lines come in time order, and its index builds overlap the loading of the next."""
@@ -167,27 +174,53 @@ class Importer:
             return
         for day in sorted(self._loading):
             if day < min(days) and not any(day in item.days for item in self._inflight):
-                self._attach(day)
+                await self._attach(day)
 
-    def _attach(self, day: date) -> None:
+    async def _attach(self, day: date) -> None:
+        """Attach ``day``'s table in the background, unless another import still loads
+        rows into it: the last one done with it attaches it."""
         self._loading.discard(day)
-        self._attaching[day] = asyncio.ensure_future(asyncio.to_thread(
-            _attach_loaded, self.dsn, day))
+        assert self._lock_conn is not None
+        await _advisory(self._lock_conn, "pg_advisory_unlock_shared", day)
+        if await _advisory(self._lock_conn, "pg_try_advisory_lock", day):
+            self._attaching[day] = asyncio.ensure_future(asyncio.to_thread(
+                _attach_loaded, self.dsn, day))
 
     async def _attached(self, days: Iterable[date]) -> None:
-        """Wait for the attaching of these days; one that failed is loaded again (its
-        table stays, and the next try or maintenance attaches it). The first failure is
-        raised once all are done."""
+        """Wait for the attaching of these days. One that failed keeps its table, for the
+        next import or maintenance run; the first failure is raised once all are done."""
         failure: BaseException | None = None
         for day in sorted(set(days) & set(self._attaching)):
             try:
                 await self._attaching.pop(day)
                 self._days.add(day)
             except Exception as e:
-                self._loading.add(day)
+                log.error("%s.%s, loaded, could not be attached; its rows are kept in it: %s",
+                          SCHEMA, partitions.partition_name(day), describe(e))
                 failure = failure or e
+            finally:
+                if self._lock_conn is not None and not self._lock_conn.broken:
+                    await _advisory(self._lock_conn, "pg_advisory_unlock", day)
         if failure is not None:
             raise failure
+
+    async def _share_loading(self, day: date, *, wait: bool) -> bool:
+        """Take ``day``'s loading lock shared (other imports may load the day too); while
+        its table is being attached (the lock held exclusive), wait for that when
+        ``wait``. False when the day was attached meanwhile, or not waited for."""
+        assert self._lock_conn is not None
+        while not await _advisory(self._lock_conn, "pg_try_advisory_lock_shared", day):
+            if not wait:
+                return False
+            if day not in self._waited:
+                self._waited.add(day)
+                log.info("waiting for %s.%s, whose indexes another session is building",
+                         SCHEMA, partitions.partition_name(day))
+            await asyncio.sleep(LOCK_POLL)
+        if await asyncio.to_thread(_is_attached, self.dsn, day):
+            await _advisory(self._lock_conn, "pg_advisory_unlock_shared", day)
+            return False
+        return True
 
     async def close(self) -> None:
         await self._abandon()
@@ -195,6 +228,9 @@ class Importer:
             await self._attached(set(self._attaching))
         self._encoder.close()
         conns, self._conns = self._conns, []
+        if self._lock_conn is not None:
+            conns.append(self._lock_conn)
+            self._lock_conn = None
         for conn in conns:
             with contextlib.suppress(psycopg.Error, OSError):
                 await conn.close()
@@ -281,8 +317,8 @@ class Importer:
         # Rows of a day whose table is being attached wait for it: a COPY would wait
         # behind its index builds, bounded by the statement timeout.
         await self._attached(encoded.days)
-        await self._ensure_days(encoded.days, conn)
-        self._attach_passed_days(encoded.days)
+        await self._ensure_days(encoded.days)
+        await self._attach_passed_days(encoded.days)
         loading = frozenset(encoded.days & self._loading)
         source = opened.source
         source.identity = reread_head(source)
@@ -377,20 +413,20 @@ class Importer:
                         "would be dropped at once; the summary counts them",
                         self.settings.retention_days)
 
-    async def _ensure_days(self, days: Iterable[date],
-                           idle: psycopg.AsyncConnection[Any] | None = None, *,
-                           again: bool = False) -> None:
+    async def _ensure_days(self, days: Iterable[date], *, again: bool = False) -> None:
         """Partitions for these days, or tables to load (load_new_days; their loading
-        locks are taken on ``idle``, a connection no group is using, and held until it
-        closes); ``again`` after rows were refused for want of a partition: attached
-        ones, made anew if dropped."""
+        locks taken shared); ``again`` after rows were refused for want of a partition:
+        attached ones, made anew if dropped."""
         missing = set(days) - self._loading if again else set(days) - self._days - self._loading
         to_load = set()
-        if idle is not None and not again:
-            for day in sorted(missing):
-                # Another import loading the day: its table is attached now instead.
-                if self._may_load(day) and await _take_loading_lock(idle, day):
-                    to_load.add(day)
+        for day in sorted(missing):
+            if again or not self._may_load(day):
+                continue
+            if await self._share_loading(day, wait=True):
+                to_load.add(day)
+            else:  # attached by another session meanwhile
+                missing.discard(day)
+                self._days.add(day)
         if to_load:
             loading = await asyncio.to_thread(_make_detached, self.dsn, to_load)
             self._loading |= loading
@@ -507,11 +543,20 @@ def _make_partitions(dsn: str, days: set[date]) -> None:
                 partitions.ensure_days(conn, (day,))
 
 
-async def _take_loading_lock(conn: psycopg.AsyncConnection[Any], day: date) -> bool:
+LOCK_POLL = 0.25  # seconds between looks while another session attaches a day
+
+
+async def _advisory(conn: psycopg.AsyncConnection[Any], function: str, day: date) -> bool:
+    """Call an advisory lock function (a name of PostgreSQL's) on day's loading lock."""
     async with conn.cursor() as cur:
-        await cur.execute("SELECT pg_try_advisory_lock(%s::int4, %s::int4)",
-                          partitions.loading_lock_key(day))
+        await cur.execute(sql.SQL("SELECT {}(%s::int4, %s::int4)").format(
+            sql.Identifier(function)), partitions.loading_lock_key(day))
         return await cur.fetchone() == (True,)
+
+
+def _is_attached(dsn: str, day: date) -> bool:
+    with database.connect(dsn) as conn:
+        return day in {p.day for p in partitions.list_partitions(conn)}
 
 
 def _make_detached(dsn: str, days: set[date]) -> set[date]:

@@ -257,14 +257,17 @@ def loading_lock_key(day: date) -> tuple[int, int]:
     return locks.LOADING_DAY, day.toordinal()
 
 
-def _being_loaded(conn: Connection, day: date) -> bool:
-    """Whether an import holds ``day``'s loading lock now."""
+@contextmanager
+def _unless_loading(conn: Connection, day: date) -> Iterator[bool]:
+    """Hold ``day``'s loading lock exclusive while inside (an import that wants to load
+    the day waits meanwhile); False inside when an import holds it, loading the day."""
     key = loading_lock_key(day)
-    row = conn.execute("SELECT pg_try_advisory_lock(%s::int4, %s::int4)", key).fetchone()
-    if row == (True,):
-        conn.execute("SELECT pg_advisory_unlock(%s::int4, %s::int4)", key)
-        return False
-    return True
+    held = conn.execute("SELECT pg_try_advisory_lock(%s::int4, %s::int4)", key).fetchone()
+    try:
+        yield held == (True,)
+    finally:
+        if held == (True,) and not conn.broken:
+            conn.execute("SELECT pg_advisory_unlock(%s::int4, %s::int4)", key)
 
 
 def _exists(conn: Connection, name: str) -> bool:
@@ -410,22 +413,33 @@ def settle_left_over_tables(conn: Connection, now: datetime, retention_days: int
     """
     for name in left_over_tables(conn):
         day = _day_of(name)
-        if _being_loaded(conn, day):
-            log.info("left-over table %s.%s is being loaded by an import; left to it",
-                     SCHEMA, name)
-            continue
-        if is_expired(day, now, retention_days):
-            if _drop_if_free(conn, name):
-                log.info("dropped left-over table %s.%s of an expired day", SCHEMA, name)
-                yield name
-            continue
-        try:
-            # An import that died may have loaded it: its indexes take what its rows need.
-            attach_loaded(conn, day) or create_partition(conn, day)
-        except (errors.IntegrityError, errors.ProgrammingError) as e:
-            # SQLSTATE classes 23 (rows outside the day) and 42 (columns unlike the parent)
-            log.warning("left-over table %s.%s cannot be attached and stays as it is: %s",
-                        SCHEMA, name, e.diag.message_primary or e.sqlstate)
+        with _unless_loading(conn, day) as free:
+            if not free:
+                log.info("left-over table %s.%s is being loaded by an import; left to it",
+                         SCHEMA, name)
+                continue
+            if is_expired(day, now, retention_days):
+                if _drop_if_free(conn, name):
+                    log.info("dropped left-over table %s.%s of an expired day", SCHEMA, name)
+                    yield name
+                continue
+            _attach_left_over(conn, day, name)
+
+
+def _attach_left_over(conn: Connection, day: date, name: str) -> None:
+    try:
+        # An import that died may have loaded it: its indexes take what its rows need.
+        attach_loaded(conn, day) or create_partition(conn, day)
+    except psycopg.Error as e:
+        # Classes 22 and 54 (a row an index refuses), 23 (rows outside the day) and 42
+        # (columns unlike the parent): the table stays, the other steps go on.
+        if e.sqlstate is None or e.sqlstate[:2] not in _UNATTACHABLE or conn.broken:
+            raise
+        log.warning("left-over table %s.%s cannot be attached and stays as it is: %s",
+                    SCHEMA, name, e.diag.message_primary or e.sqlstate)
+
+
+_UNATTACHABLE = frozenset({"22", "23", "42", "54"})
 
 
 def _drop_if_free(conn: Connection, name: str) -> bool:
