@@ -145,6 +145,9 @@ class Importer:
                 self._conns.append(await _connect(self.dsn))
             if self.settings.load_new_days:
                 self._lock_conn = await _connect(self.dsn)
+                # Idle for as long as a day loads: a server's idle_session_timeout must
+                # not end it (and with it the loading locks).
+                await self._lock_conn.execute("SET idle_session_timeout = 0")
         except BaseException:
             await self.close()
             raise
