@@ -572,7 +572,6 @@ def _make_detached(dsn: str, days: set[date]) -> set[date]:
 # Two index builds at a time, each on its own connection (PostgreSQL builds one on one
 # core): the full-text index on one, the btrees and BRIN after each other on the other.
 INDEX_BUILDERS = 2
-INDEX_MEMORY = "128MB"  # maintenance_work_mem of each build
 
 
 def _attach_loaded(dsn: str, day: date) -> None:
@@ -590,6 +589,7 @@ def _attach_loaded(dsn: str, day: date) -> None:
 def _build_indexes(dsn: str, statements: Sequence[str]) -> None:
     with database.connect(dsn, autocommit=True) as conn:
         conn.execute("SET statement_timeout = 0")
-        conn.execute(f"SET maintenance_work_mem = '{INDEX_MEMORY}'")
+        conn.execute(sql.SQL("SET maintenance_work_mem = {}").format(
+            sql.Literal(partitions.INDEX_MEMORY)))
         for statement in statements:
             conn.execute(statement.encode())

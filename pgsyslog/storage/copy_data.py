@@ -52,13 +52,8 @@ class MessageRows:
 
     def encode(self, records: Sequence[Record], first_id: int) -> bytes:
         """The whole COPY data: signature, a row per record with ids from ``first_id``
-        on, trailer."""
-        out = bytearray(SIGNATURE)
-        tx = self._tx
-        for row_id, record in enumerate(records, first_id):
-            format_row_binary(message_row(row_id, record), tx, out)
-        out += TRAILER
-        return bytes(out)
+        on (grouped by day), trailer."""
+        return stream(rows for rows, _ in self.encode_by_day(records, first_id).values())
 
     def encode_by_day(self, records: Sequence[Record], first_id: int
                       ) -> dict[date, tuple[bytes, int]]:

@@ -201,7 +201,11 @@ def create_detached(conn: Connection, day: date) -> bool:
     return True
 
 
-def attach_loaded(conn: Connection, day: date, *, index_memory: str = "256MB") -> bool:
+# maintenance_work_mem of each index build of a loaded day's table.
+INDEX_MEMORY = "128MB"
+
+
+def attach_loaded(conn: Connection, day: date) -> bool:
     """Attach ``day``'s loaded table (create_detached), building its indexes, with no
     statement timeout: that takes as long as its rows need. False when it was attached
     already (by a writer, maintenance or another import meanwhile) or there is no table."""
@@ -215,7 +219,7 @@ def attach_loaded(conn: Connection, day: date, *, index_memory: str = "256MB") -
         def attach() -> None:
             conn.execute("SET LOCAL statement_timeout = 0")
             conn.execute(sql.SQL("SET LOCAL maintenance_work_mem = {}").format(
-                sql.Literal(index_memory)))
+                sql.Literal(INDEX_MEMORY)))
             if not _has_check(conn, day):  # a left-over taken as it was
                 _create_with_check(conn, day)
             _attach(conn, day)
