@@ -1,7 +1,8 @@
-"""A large import parses and encodes in a worker process (importer/encode.py): killed, it
-is replaced by a thread and no line is lost or stored twice; a stopped one is given up on
-and killed; the import killed, the worker does not outlive it. Real PostgreSQL, `pgsyslog
-import` as a subprocess."""
+"""A large import parses and encodes in two worker processes, half a group each
+(importer/encode.py): the halves' rows are stored once each, with ids inside their
+batch's block; a killed worker is replaced by a thread and no line is lost or stored
+twice; a stopped one is given up on and killed; the import killed, the workers do not
+outlive it. Real PostgreSQL, `pgsyslog import` as a subprocess."""
 
 from __future__ import annotations
 
@@ -38,13 +39,14 @@ def workers_of(pid: int) -> list[int]:
     return children_of(pid, b"spawn_main")
 
 
-def wait_for_worker(dsn: str, proc: subprocess.Popen[str]) -> int:
-    """The worker's pid, once it has encoded some of the rows stored."""
+def wait_for_workers(dsn: str, proc: subprocess.Popen[str]) -> list[int]:
+    """The workers' pids, once they have encoded some of the rows stored."""
     deadline = time.monotonic() + 60
     while True:
         workers = workers_of(proc.pid)
-        if workers and query(dsn, "SELECT count(*) FROM syslog.messages")[0][0] > 10_000:
-            return workers[0]
+        if len(workers) == encode.WORKERS and \
+                query(dsn, "SELECT count(*) FROM syslog.messages")[0][0] > 10_000:
+            return workers
         assert proc.poll() is None, f"the import ended before its worker was seen: " \
                                     f"{proc.communicate()}"
         assert time.monotonic() < deadline, "no worker process came"
@@ -63,7 +65,7 @@ def test_a_killed_worker_is_replaced_by_a_thread(dsn: str, tmp_path: Path) -> No
     log = tmp_path / "big.log"
     log.write_text(numbered(LINES))
     proc = start(dsn, log)
-    os.kill(wait_for_worker(dsn, proc), signal.SIGKILL)
+    os.kill(wait_for_workers(dsn, proc)[0], signal.SIGKILL)
     out, err = proc.communicate(timeout=180)
     assert proc.returncode == 0, err
     assert f"{LINES:,} imported" in out, out
@@ -72,17 +74,43 @@ def test_a_killed_worker_is_replaced_by_a_thread(dsn: str, tmp_path: Path) -> No
     assert_each_line_once(dsn, LINES)
 
 
-def test_the_worker_ends_with_a_killed_import(dsn: str, tmp_path: Path) -> None:
+def test_the_workers_end_with_a_killed_import(dsn: str, tmp_path: Path) -> None:
     log = tmp_path / "big.log"
     log.write_text(numbered(LINES))
     proc = start(dsn, log)
-    worker = wait_for_worker(dsn, proc)
+    workers = wait_for_workers(dsn, proc)
     proc.kill()
     proc.communicate(timeout=30)
     deadline = time.monotonic() + 10
-    while alive(worker):
-        assert time.monotonic() < deadline, f"worker {worker} outlived its import"
+    while living := [pid for pid in workers if alive(pid)]:
+        assert time.monotonic() < deadline, f"workers {living} outlived their import"
         time.sleep(0.05)
+
+
+def test_halves_with_skipped_lines_store_each_line_once_inside_its_batch(
+        dsn: str, tmp_path: Path) -> None:
+    """Blank lines in a group's first half leave ids unused between the halves' rows: each
+    row must still lie in its batch's block, and in no other (storage/follow.py reads by
+    those blocks)."""
+    lines = numbered(LINES).splitlines(keepends=True)
+    log = tmp_path / "gaps.log"
+    log.write_text("".join(f"{line}   \n" if i % 7 == 0 else line
+                           for i, line in enumerate(lines)))
+    proc = start(dsn, log)
+    workers = wait_for_workers(dsn, proc)
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err
+    assert f"{LINES:,} imported" in out, out
+    assert len(workers) == 2
+    assert_each_line_once(dsn, LINES)
+    outside = query(dsn, "SELECT m.id FROM syslog.messages m WHERE (SELECT count(*) "
+                         "FROM syslog.batches b WHERE m.id BETWEEN b.first_id AND b.last_id)"
+                         " <> 1 LIMIT 5")
+    assert outside == [], f"rows in no batch's block, or in two: {outside}"
+    gaps = query(dsn, "SELECT count(*) FROM syslog.batches b WHERE b.last_id - b.first_id + 1"
+                      " > (SELECT count(*) FROM syslog.messages m "
+                      "    WHERE m.id BETWEEN b.first_id AND b.last_id)")[0][0]
+    assert gaps > 0, "no group was split with blank lines in its first half"
 
 
 def test_a_stopped_worker_is_given_up_on_and_killed(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,10 +1,12 @@
-"""Lines to COPY data, in a worker process of its own.
+"""Lines to COPY data, in worker processes of their own.
 
 Parsing and encoding are pure Python, and one process runs Python on one core at a time:
-in a worker process they run beside the importer, which is left to move bytes between
-the file, the worker and PostgreSQL (PostgreSQL's own work, mostly the full-text index,
-takes the other core). A group crosses to the worker as its lines and comes back as one
-bytes object of COPY data; the records themselves stay there.
+in WORKERS worker processes they run beside the importer, which is left to move bytes
+between the file, the workers and PostgreSQL. A group crosses to the workers as its
+lines, each taking half, and comes back as bytes of COPY data; the records themselves
+stay there. Two workers keep both cores busy while PostgreSQL has little to do (loading
+a day's table without indexes, bench/import.py "history"); when it has much, they share
+the cores with it.
 
 When the worker cannot be started or dies, the importer encodes in a thread of its own
 process instead (slower, same result:
@@ -35,8 +37,10 @@ log = logging.getLogger(__name__)
 class EncodedGroup:
     """A group of lines as COPY data, and what the importer needs to know of it."""
 
-    parts: dict[date, tuple[bytes, int]]  # rows (ids from first_id on) and their number,
-    first_id: int                          # by day of received_at
+    # By day of received_at: the rows (their encoded parts, in id order) and their number.
+    parts: dict[date, tuple[tuple[bytes, ...], int]]
+    first_id: int
+    last_id: int  # the rows' ids lie in first_id..last_id (a half's skipped lines leave a gap)
     rows: int
     tally: Tally
 
@@ -48,7 +52,22 @@ class EncodedGroup:
     def data(self, days: Iterable[date]) -> tuple[bytes, int]:
         """COPY data of the rows of these days, and their number."""
         chosen = [self.parts[day] for day in sorted(days) if day in self.parts]
-        return stream(rows for rows, _ in chosen), sum(count for _, count in chosen)
+        return (stream(chunk for chunks, _ in chosen for chunk in chunks),
+                sum(count for _, count in chosen))
+
+
+def joined(first: EncodedGroup, second: EncodedGroup) -> EncodedGroup:
+    """One group of two halves, ``second`` the lines after ``first``'s (and its ids
+    above them)."""
+    parts = dict(first.parts)
+    for day, (chunks, count) in second.parts.items():
+        had, had_count = parts.get(day, ((), 0))
+        parts[day] = (had + chunks, had_count + count)
+    tally = Tally()
+    tally.add(first.tally)
+    tally.add(second.tally)
+    last_id = second.last_id if second.rows else first.last_id
+    return EncodedGroup(parts, first.first_id, last_id, first.rows + second.rows, tally)
 
 
 _rows: MessageRows | None = None  # one per process
@@ -62,8 +81,11 @@ def encode_group(lines: Sequence[bytes], options: LineOptions, first_id: int) ->
     converted = convert(lines, options)
     records = converted.records
     converted.tally.bytes = sum(map(len, lines))
-    parts = _rows.encode_by_day(records, first_id) if records else {}
-    return EncodedGroup(parts, first_id, len(records), converted.tally)
+    by_day = _rows.encode_by_day(records, first_id) if records else {}
+    parts: dict[date, tuple[tuple[bytes, ...], int]] = {
+        day: ((rows,), count) for day, (rows, count) in by_day.items()}
+    return EncodedGroup(parts, first_id, first_id + len(records) - 1, len(records),
+                        converted.tally)
 
 
 def _worker_started(importer_pid: int) -> None:
@@ -85,19 +107,23 @@ def _ready() -> bool:
 # a worker stopped (SIGSTOP, a frozen cgroup, a debugger) or stuck: the importer goes on
 # without it, and a stop asked for meanwhile waits at most this long.
 WORKER_WAIT = 30.0
+# Worker processes: the machine this is measured on has two cores (bench/import.py).
+WORKERS = 2
+# A group shorter than this goes to one worker whole (--follow's few lines at a time).
+SPLIT_LINES = 1_000
 # A worker takes about a second to start (a new interpreter importing the parsers): the
 # first groups are encoded in a thread meanwhile, and a small import never waits for it.
 THREAD_GROUPS = 4
 
 
 class Encoder:
-    """Runs encode_group in one worker process once the import has gone past
-    THREAD_GROUPS groups and the worker is up; in a thread before, and for good once the
-    worker failed."""
+    """Runs encode_group in WORKERS worker processes, half a group each, once the import
+    has gone past THREAD_GROUPS groups and the workers are up; in a thread before, and
+    for good once a worker failed."""
 
     def __init__(self) -> None:
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
-        self._warm: asyncio.Future[bool] | None = None
+        self._warm: asyncio.Future[list[bool]] | None = None
         self._groups = 0
         self._broken = False
 
@@ -109,13 +135,28 @@ class Encoder:
         if self._pool is not None and self._warm is not None and self._warm.done():
             try:
                 self._warm.result()
-                return await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(
-                    self._pool, encode_group, list(lines), options, first_id), WORKER_WAIT)
+                return await asyncio.wait_for(self._in_workers(self._pool, lines, options,
+                                                               first_id), WORKER_WAIT)
             except (BrokenProcessPool, OSError) as e:
                 self._fall_back(f"stopped ({e.__class__.__name__})")
             except TimeoutError:
                 self._fall_back(f"gave no answer in {WORKER_WAIT:g} s (stopped or stuck)")
         return await asyncio.to_thread(encode_group, lines, options, first_id)
+
+    @staticmethod
+    async def _in_workers(pool: concurrent.futures.Executor, lines: Sequence[bytes],
+                          options: LineOptions, first_id: int) -> EncodedGroup:
+        loop = asyncio.get_running_loop()
+        if len(lines) < SPLIT_LINES:
+            return await loop.run_in_executor(pool, encode_group, list(lines), options,
+                                              first_id)
+        # Each line is a record at most: the second half's ids start past the first's lines.
+        half = len(lines) // 2
+        first, second = await asyncio.gather(
+            loop.run_in_executor(pool, encode_group, list(lines[:half]), options, first_id),
+            loop.run_in_executor(pool, encode_group, list(lines[half:]), options,
+                                 first_id + half))
+        return joined(first, second)
 
     @property
     def in_worker(self) -> bool:
@@ -125,10 +166,13 @@ class Encoder:
 
     def _start(self) -> None:
         try:
-            self._pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+            self._pool = pool = concurrent.futures.ProcessPoolExecutor(
+                max_workers=WORKERS, mp_context=multiprocessing.get_context("spawn"),
                 initializer=_worker_started, initargs=(os.getpid(),))
-            self._warm = asyncio.get_running_loop().run_in_executor(self._pool, _ready)
+            loop = asyncio.get_running_loop()
+            # One call each while none is idle: the pool starts every worker now.
+            self._warm = asyncio.gather(
+                *(loop.run_in_executor(pool, _ready) for _ in range(WORKERS)))
         except OSError as e:
             self._fall_back(f"could not start ({e})")
 

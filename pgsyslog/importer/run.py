@@ -9,7 +9,7 @@ maintenance. A row the database refuses is split off, as the writer does, and ke
 syslog.unrouted; a failure of the database itself leaves this module (nothing of the
 group was committed, nor of the group after it).
 
-Groups are parsed and encoded as COPY data in a worker process (importer/encode.py),
+Groups are parsed and encoded as COPY data in worker processes (importer/encode.py),
 and up to three are in flight on three connections: two COPY side by side (the
 full-text index makes that the expensive part, and PostgreSQL takes one core for each)
 while the one before them registers its batch, moves the position and commits. Group k+1
@@ -119,7 +119,7 @@ class Importer:
     """Stores groups of lines of open files, three transactions at a time (see the module).
 
     While PostgreSQL takes two groups (the full-text index is most of its work), the next
-    is parsed and encoded in the worker process.
+    is parsed and encoded in the worker processes.
     """
 
     def __init__(self, dsn: str, settings: ImportSettings, progress: ImportProgress) -> None:
@@ -396,7 +396,7 @@ class Importer:
                 data, rows = encoded.data(encoded.days - loading)
                 if rows:
                     await copy_data(conn, data, encoded.first_id, rows)
-                return IdBlock(encoded.first_id, encoded.first_id + encoded.rows - 1)
+                return IdBlock(encoded.first_id, encoded.last_id)
         except Exception as e:
             if classify(e) is Failure.TRANSIENT or conn.broken:
                 raise
