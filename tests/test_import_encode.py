@@ -144,3 +144,15 @@ def test_a_stopped_worker_is_given_up_on_and_killed(monkeypatch: pytest.MonkeyPa
     while any(alive(pid) for pid in workers):
         assert time.monotonic() < deadline, "the stopped worker was left alive"
         time.sleep(0.05)
+
+
+def test_the_worker_imports_no_sqlalchemy() -> None:
+    """A worker process imports only what encode_group needs: the parsers, psycopg and
+    the row format. SQLAlchemy (reached through storage/schema.py) would triple its
+    start-up, CPU an import of half a million lines has none to spare."""
+    heavy = ("sqlalchemy", "alembic", "aiohttp", "click", "pgsyslog.storage.schema")
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, pgsyslog.importer.encode\n"
+         f"print(' '.join(m for m in {heavy!r} if m in sys.modules))"],
+        capture_output=True, text=True, check=True).stdout.split()
+    assert loaded == []

@@ -19,6 +19,7 @@ from pgsyslog.cli import cli
 from pgsyslog.record import Record
 from pgsyslog.storage import database, locks, partitions
 from pgsyslog.storage.copy import copy_records, register_adapters
+from pgsyslog.storage.days import day_start
 from pgsyslog.storage.maintenance import (
     MaintenanceBusy,
     MaintenanceResult,
@@ -43,7 +44,7 @@ def fill(dsn: str, days: list[date], per_day: int = 10) -> None:
         register_adapters(conn)
         async with conn.transaction():
             await copy_records(conn, [
-                record_at(partitions.day_start(day) + timedelta(hours=12, seconds=i), f"{day} {i}")
+                record_at(day_start(day) + timedelta(hours=12, seconds=i), f"{day} {i}")
                 for day in days for i in range(per_day)])
         await conn.close()
 
@@ -220,7 +221,7 @@ def test_unrouted_rows_are_drained_into_their_partition(dsn: str) -> None:
                         format, transport, error)
                         VALUES (%s, 1, 5, 'from the future', 'raw', 'udp',
                                 'no partition of relation "messages" found for row')""",
-                     (partitions.day_start(future) + timedelta(hours=1),))
+                     (day_start(future) + timedelta(hours=1),))
     with database.connect(dsn, autocommit=True) as conn:
         assert drain_unrouted(conn) == 0  # its day has no partition yet
         partitions.create_partition(conn, future)
@@ -393,7 +394,7 @@ def test_expired_left_over_tables_are_dropped_and_no_other_table_is_touched(
     old = TODAY - timedelta(days=60)
     orphan = partitions.partition_name(old)
     create_free_table(dsn, orphan)  # as a crash between DETACH and DROP leaves it
-    insert_into(dsn, orphan, partitions.day_start(old))
+    insert_into(dsn, orphan, day_start(old))
     bystanders = [f"{orphan}_archive", "messages_p2020", "messages_old", "notes"]
     for name in bystanders:
         create_free_table(dsn, name)
@@ -409,7 +410,7 @@ def test_a_young_left_over_table_is_attached_with_its_rows(dsn: str) -> None:
     young = TODAY - timedelta(days=10)
     name = partitions.partition_name(young)
     create_free_table(dsn, name)
-    insert_into(dsn, name, partitions.day_start(young) + timedelta(hours=3))
+    insert_into(dsn, name, day_start(young) + timedelta(hours=3))
     assert run_maintenance(dsn, ahead=3, retention_days=30).dropped == []
     assert name in names(dsn)
     assert query(dsn, "SELECT message, tableoid::regclass::text FROM syslog.messages") == [
@@ -421,7 +422,7 @@ def test_a_left_over_table_whose_rows_do_not_fit_stays_as_it_is(
     young = TODAY - timedelta(days=10)
     name = partitions.partition_name(young)
     create_free_table(dsn, name)
-    insert_into(dsn, name, partitions.day_start(young) - timedelta(hours=1))  # the day before
+    insert_into(dsn, name, day_start(young) - timedelta(hours=1))  # the day before
     result = run_maintenance(dsn, ahead=3, retention_days=30)
     assert result.ran and name not in names(dsn)
     assert query(dsn, f"SELECT message FROM syslog.{name}") == [("kept",)]

@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta, tzinfo
 
 from pgsyslog.receiver.parsers import parse_message
 from pgsyslog.record import ParseContext, Record
-from pgsyslog.storage.partitions import is_expired
+from pgsyslog.storage.days import is_expired
 
 FUTURE_SLACK = timedelta(days=1)
 

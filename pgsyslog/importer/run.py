@@ -53,6 +53,7 @@ from pgsyslog.storage.copy import (
     register_batch,
     reserve_ids,
 )
+from pgsyslog.storage.days import is_expired
 from pgsyslog.storage.schema import SCHEMA
 
 log = logging.getLogger(__name__)
@@ -446,7 +447,7 @@ class Importer:
     def _expired_days(self, days: Iterable[date]) -> set[date]:
         now = datetime.now(UTC)
         return {day for day in days
-                if partitions.is_expired(day, now, self.settings.retention_days)}
+                if is_expired(day, now, self.settings.retention_days)}
 
     async def _copy(self, conn: psycopg.AsyncConnection[Any], records: Sequence[Record], *,
                     table: str | None = None, partitions_made: bool = False) -> None:

@@ -16,7 +16,6 @@ before it registers and commits on the first; serve's writer takes both at once
 from __future__ import annotations
 
 import functools
-import ipaddress
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,22 +23,20 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.abc import Buffer
-from psycopg.adapt import Dumper
-from psycopg.pq import Format
 
 from pgsyslog.record import Record
+from pgsyslog.storage.row_format import (
+    COLUMN_TYPES,
+    MESSAGE_TYPES,
+    PackedInet,
+    PackedInetDumper,
+    message_row,
+    record_row,
+)
 from pgsyslog.storage.schema import BLOCK_IDS, RECORD_COLUMNS, SCHEMA
-
-INET_OID = 869  # pg_type.oid of inet, fixed in every PostgreSQL
 
 AsyncConnection = psycopg.AsyncConnection[Any]
 
-# PostgreSQL type names of RECORD_COLUMNS, in order, for COPY ... (FORMAT BINARY).
-COLUMN_TYPES = (
-    "timestamptz", "timestamptz", "int2", "int2", "text", "text", "text", "text",
-    "jsonb", "text", "text", "text", "inet", "text", "bytea", "text",
-)
 assert len(COLUMN_TYPES) == len(RECORD_COLUMNS)
 
 
@@ -54,7 +51,6 @@ def _copy_statement(table: str, extra: Sequence[str] = (), first: Sequence[str] 
 
 COPY_MESSAGES = _copy_statement("messages", first=("id",))
 COPY_UNROUTED = _copy_statement("unrouted", ("error",))
-MESSAGE_TYPES = ("int8", *COLUMN_TYPES)
 
 # Held from a batch's registration to its COMMIT: batches commit in the order of their
 # seq. Only that last statement and the commit are serialised; the COPYs run side by side.
@@ -74,48 +70,9 @@ _REGISTER_BATCH_TEMPLATE = sql.SQL("""
 """)
 
 
-class PackedInet(bytes):
-    """An address already in PostgreSQL's binary inet form."""
-
-
-class PackedInetDumper(Dumper):
-    format = Format.BINARY
-    oid = INET_OID
-
-    def dump(self, obj: PackedInet) -> Buffer:
-        return obj
-
-
 def register_adapters(conn: AsyncConnection) -> None:
     """Make COPY's inet column take PackedInet (call once per connection)."""
     conn.adapters.register_dumper(PackedInet, PackedInetDumper)
-
-
-@functools.lru_cache(maxsize=4096)
-def _inet(address: str | None) -> PackedInet | None:
-    """Senders are few and send often: convert each address to wire form once."""
-    if address is None:
-        return None
-    ip = ipaddress.ip_address(address)
-    family = 2 if ip.version == 4 else 3  # PGSQL_AF_INET, PGSQL_AF_INET6
-    return PackedInet(bytes((family, ip.max_prefixlen, 0, len(ip.packed))) + ip.packed)
-
-
-def record_row(r: Record) -> tuple[Any, ...]:
-    return (
-        r.received_at, r.event_time, r.facility, r.severity, r.hostname, r.app_name,
-        r.procid, r.msgid, r.structured_data, r.message, r.format, r.transport,
-        _inet(r.source_ip), r.parse_error, r.raw, r.peer_name,
-    )
-
-
-def message_row(row_id: int, r: Record) -> tuple[Any, ...]:
-    """The row of COPY_MESSAGES: the id, then record_row (built at once, per row)."""
-    return (
-        row_id, r.received_at, r.event_time, r.facility, r.severity, r.hostname, r.app_name,
-        r.procid, r.msgid, r.structured_data, r.message, r.format, r.transport,
-        _inet(r.source_ip), r.parse_error, r.raw, r.peer_name,
-    )
 
 
 # Sent in the transaction of each batch: live tails LISTEN on it instead of polling.

@@ -19,7 +19,7 @@ from psycopg.adapt import AdaptersMap, Transformer
 from psycopg.pq import Format
 
 from pgsyslog.record import Record
-from pgsyslog.storage.copy import MESSAGE_TYPES, PackedInet, PackedInetDumper, message_row
+from pgsyslog.storage.row_format import MESSAGE_TYPES, PackedInet, PackedInetDumper, message_row
 
 # PostgreSQL's binary COPY format: signature, flags, header extension length; -1 ends it.
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)

@@ -19,13 +19,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg import errors, sql
 
 from pgsyslog.storage import locks
+from pgsyslog.storage.days import day_start, is_expired
 from pgsyslog.storage.schema import PARTITION_PREFIX, SCHEMA
 
 log = logging.getLogger(__name__)
@@ -80,16 +81,6 @@ def _day_of(name: str) -> date:
     if day is None:
         raise ValueError(f"not a partition name: {name!r}")
     return day
-
-
-def day_start(day: date) -> datetime:
-    return datetime(day.year, day.month, day.day, tzinfo=UTC)
-
-
-def is_expired(day: date, now: datetime, retention_days: int) -> bool:
-    """Whether the whole of ``day`` ended more than retention_days ago (0 keeps all)."""
-    return retention_days > 0 and day_start(day + timedelta(days=1)) <= now - timedelta(
-        days=retention_days)
 
 
 def _with_retries(conn: Connection, action: Callable[[], T]) -> T:
