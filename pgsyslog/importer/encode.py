@@ -103,6 +103,11 @@ def _ready() -> bool:
     return True
 
 
+def _retrieve(done: asyncio.Future[list[bool]]) -> None:
+    if not done.cancelled():
+        done.exception()
+
+
 # A group takes the worker well under a second; one that has not come back by then means
 # a worker stopped (SIGSTOP, a frozen cgroup, a debugger) or stuck: the importer goes on
 # without it, and a stop asked for meanwhile waits at most this long.
@@ -111,9 +116,11 @@ WORKER_WAIT = 30.0
 WORKERS = 2
 # A group shorter than this goes to one worker whole (--follow's few lines at a time).
 SPLIT_LINES = 1_000
-# A worker takes about a second to start (a new interpreter importing the parsers): the
-# first groups are encoded in a thread meanwhile, and a small import never waits for it.
-THREAD_GROUPS = 4
+# A worker takes a few tenths of a second to start (a new interpreter importing the
+# parsers and psycopg): the first group is encoded in a thread, the workers start with the
+# second, and groups go on in the thread until they are up. An import of one group never
+# starts them.
+THREAD_GROUPS = 1
 
 
 class Encoder:
@@ -186,10 +193,11 @@ class Encoder:
     def close(self) -> None:
         pool, self._pool = self._pool, None
         warm, self._warm = self._warm, None
-        if warm is not None and not warm.done():
+        if warm is not None:
+            # Cancelled or failed, it ends with an exception asyncio would log as never
+            # retrieved (test_import.py's lost-database tests would see it on stderr).
             warm.cancel()
-        elif warm is not None and not warm.cancelled():
-            warm.exception()  # seen: asyncio would log it as never retrieved
+            warm.add_done_callback(_retrieve)
         if pool is not None:
             for child in multiprocessing.active_children():  # the worker, stuck or not
                 child.kill()
