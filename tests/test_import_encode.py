@@ -7,6 +7,9 @@ outlive it. Real PostgreSQL, `pgsyslog import` as a subprocess."""
 from __future__ import annotations
 
 import asyncio
+import errno
+import gc
+import logging
 import multiprocessing
 import os
 import signal
@@ -14,7 +17,9 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime
+from multiprocessing import popen_spawn_posix
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_import import assert_each_line_once, numbered
@@ -79,11 +84,14 @@ def test_the_workers_end_with_a_killed_import(dsn: str, tmp_path: Path) -> None:
     log.write_text(numbered(LINES))
     proc = start(dsn, log)
     workers = wait_for_workers(dsn, proc)
+    # multiprocessing's resource tracker, started with the workers, must end too.
+    trackers = children_of(proc.pid, b"resource_tracker")
+    assert trackers, "no resource tracker seen beside the workers"
     proc.kill()
     proc.communicate(timeout=30)
     deadline = time.monotonic() + 10
-    while living := [pid for pid in workers if alive(pid)]:
-        assert time.monotonic() < deadline, f"workers {living} outlived their import"
+    while living := [pid for pid in workers + trackers if alive(pid)]:
+        assert time.monotonic() < deadline, f"processes {living} outlived their import"
         time.sleep(0.05)
 
 
@@ -113,9 +121,11 @@ def test_halves_with_skipped_lines_store_each_line_once_inside_its_batch(
     assert gaps > 0, "no group was split with blank lines in its first half"
 
 
-def test_a_stopped_worker_is_given_up_on_and_killed(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_stopped_worker_is_given_up_on_and_killed(monkeypatch: pytest.MonkeyPatch,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
     """A worker that never answers (SIGSTOP, a frozen cgroup) costs WORKER_WAIT, not the
-    import: the group is encoded in a thread, and the worker is killed."""
+    import: the group is encoded in a thread, the worker is killed, and the warning says
+    it gave no answer."""
     monkeypatch.setattr(encode, "THREAD_GROUPS", 0)
     monkeypatch.setattr(encode, "WORKER_WAIT", 2.0)
     now = datetime.now(UTC)
@@ -140,10 +150,52 @@ def test_a_stopped_worker_is_given_up_on_and_killed(monkeypatch: pytest.MonkeyPa
 
     by_worker, by_thread, workers = asyncio.run(asyncio.wait_for(scenario(), 60))
     assert by_thread == by_worker and by_thread.rows == 100
+    warnings = [r.getMessage() for r in caplog.records if r.name == encode.__name__]
+    assert warnings == ["the encoding worker process gave no answer in 2 s (stopped or "
+                        "stuck); encoding in the importer itself from here on"]
     deadline = time.monotonic() + 10
     while any(alive(pid) for pid in workers):
         assert time.monotonic() < deadline, "the stopped worker was left alive"
         time.sleep(0.05)
+
+
+def test_a_second_worker_that_cannot_start_leaves_no_unretrieved_exception(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The first worker starts and the second cannot (EMFILE under a low `ulimit -n`):
+    the import encodes in a thread, kills the first, and leaves nothing on stderr but its
+    one warning, no asyncio "Future exception was never retrieved"."""
+    launch = popen_spawn_posix.Popen._launch
+    started = 0
+
+    def launch_one(self: Any, process_obj: Any) -> None:
+        nonlocal started
+        started += 1
+        if started > 1:
+            raise OSError(errno.EMFILE, "Too many open files")
+        launch(self, process_obj)
+
+    monkeypatch.setattr(popen_spawn_posix.Popen, "_launch", launch_one)
+    monkeypatch.setattr(encode, "THREAD_GROUPS", 0)
+    now = datetime.now(UTC)
+    options = LineOptions(reference=now, now=now, default_tz=UTC)
+    lines = [b"<14>1 2026-12-01T10:00:00Z host app - - - line %d" % i for i in range(2000)]
+
+    async def scenario() -> list[encode.EncodedGroup]:
+        encoder = encode.Encoder()
+        groups = [await encoder.encode(lines, options, 1 + k * 2000) for k in range(3)]
+        encoder.close()
+        await asyncio.sleep(0.5)  # the killed worker's call ends meanwhile
+        gc.collect()  # asyncio logs an unretrieved exception when its future is collected
+        return groups
+
+    with caplog.at_level(logging.WARNING):
+        groups = asyncio.run(asyncio.wait_for(scenario(), 60))
+        gc.collect()
+    assert started == 2, "the second worker's start was not tried"
+    assert [g.rows for g in groups] == [2000, 2000, 2000]
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == ["the encoding worker process could not start ([Errno 24] Too many "
+                        "open files); encoding in the importer itself from here on"]
 
 
 def test_the_worker_imports_no_sqlalchemy() -> None:

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from pgsyslog.importer.lines import LineOptions, Tally, convert
 from pgsyslog.parent import die_with_parent
@@ -103,7 +104,7 @@ def _ready() -> bool:
     return True
 
 
-def _retrieve(done: asyncio.Future[list[bool]]) -> None:
+def _retrieve(done: asyncio.Future[Any]) -> None:
     if not done.cancelled():
         done.exception()
 
@@ -144,10 +145,10 @@ class Encoder:
                 self._warm.result()
                 return await asyncio.wait_for(self._in_workers(self._pool, lines, options,
                                                                first_id), WORKER_WAIT)
+            except TimeoutError:  # before OSError, of which it is a subclass
+                self._fall_back(f"gave no answer in {WORKER_WAIT:g} s (stopped or stuck)")
             except (BrokenProcessPool, OSError) as e:
                 self._fall_back(f"stopped ({e.__class__.__name__})")
-            except TimeoutError:
-                self._fall_back(f"gave no answer in {WORKER_WAIT:g} s (stopped or stuck)")
         return await asyncio.to_thread(encode_group, lines, options, first_id)
 
     @staticmethod
@@ -172,15 +173,21 @@ class Encoder:
             and self._warm.exception() is None
 
     def _start(self) -> None:
+        loop = asyncio.get_running_loop()
+        calls: list[asyncio.Future[bool]] = []
         try:
             self._pool = pool = concurrent.futures.ProcessPoolExecutor(
                 max_workers=WORKERS, mp_context=multiprocessing.get_context("spawn"),
                 initializer=_worker_started, initargs=(os.getpid(),))
-            loop = asyncio.get_running_loop()
             # One call each while none is idle: the pool starts every worker now.
-            self._warm = asyncio.gather(
-                *(loop.run_in_executor(pool, _ready) for _ in range(WORKERS)))
-        except OSError as e:
+            for _ in range(WORKERS):
+                calls.append(loop.run_in_executor(pool, _ready))
+            self._warm = asyncio.gather(*calls)
+        # OSError: no process or pipe (EMFILE, EAGAIN); RuntimeError: no thread for the
+        # pool's manager ("can't start new thread").
+        except (OSError, RuntimeError) as e:
+            for call in calls:  # a worker that did start: close() kills it
+                call.add_done_callback(_retrieve)
             self._fall_back(f"could not start ({e})")
 
     def _fall_back(self, why: str) -> None:
