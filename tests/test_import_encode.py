@@ -159,11 +159,16 @@ def test_a_stopped_worker_is_given_up_on_and_killed(monkeypatch: pytest.MonkeyPa
         time.sleep(0.05)
 
 
+@pytest.mark.parametrize("failure", [OSError(errno.EMFILE, "Too many open files"),
+                                     RuntimeError("can't start new thread")],
+                         ids=["EMFILE", "no thread"])
 def test_a_second_worker_that_cannot_start_leaves_no_unretrieved_exception(
-        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    """The first worker starts and the second cannot (EMFILE under a low `ulimit -n`):
-    the import encodes in a thread, kills the first, and leaves nothing on stderr but its
-    one warning, no asyncio "Future exception was never retrieved"."""
+        failure: Exception, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The first worker starts and the second cannot (EMFILE under a low `ulimit -n`, no
+    thread left under a low `ulimit -v`): the import encodes in a thread, kills the first,
+    and leaves nothing on stderr but its one warning, no asyncio "Future exception was
+    never retrieved"."""
     launch = popen_spawn_posix.Popen._launch
     started = 0
 
@@ -171,7 +176,7 @@ def test_a_second_worker_that_cannot_start_leaves_no_unretrieved_exception(
         nonlocal started
         started += 1
         if started > 1:
-            raise OSError(errno.EMFILE, "Too many open files")
+            raise failure
         launch(self, process_obj)
 
     monkeypatch.setattr(popen_spawn_posix.Popen, "_launch", launch_one)
@@ -194,8 +199,8 @@ def test_a_second_worker_that_cannot_start_leaves_no_unretrieved_exception(
     assert started == 2, "the second worker's start was not tried"
     assert [g.rows for g in groups] == [2000, 2000, 2000]
     messages = [r.getMessage() for r in caplog.records]
-    assert messages == ["the encoding worker process could not start ([Errno 24] Too many "
-                        "open files); encoding in the importer itself from here on"]
+    assert messages == [f"the encoding worker process could not start ({failure}); "
+                        "encoding in the importer itself from here on"]
 
 
 def test_the_worker_imports_no_sqlalchemy() -> None:
