@@ -92,7 +92,7 @@ def profile_once(dsn: str, path: Path) -> None:
         importer = Importer(dsn, ImportSettings(2000, ZoneInfo("UTC")), QuietProgress())
         await importer.connect()
         opened = await importer.open(open_source(str(path)))
-        await importer.import_all(opened, asyncio.Event())
+        await importer.import_all(opened)
         await importer.close()
 
     profiler = cProfile.Profile()

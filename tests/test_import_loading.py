@@ -5,6 +5,7 @@ database, the command as a subprocess where the operator would run it."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -305,4 +306,40 @@ def test_an_import_waits_for_a_day_maintenance_is_attaching(dsn: str, tmp_path: 
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "waiting for syslog." in err and "1,000 imported" in out
+    assert_each_line_once(dsn, 1000)
+
+
+def test_sigterm_ends_an_import_waiting_for_another_sessions_attach(
+        dsn: str, tmp_path: Path) -> None:
+    """The wait may last as long as another session's index builds: a SIGTERM ends it at
+    once, with nothing of the waiting group stored, and the next import stores it all."""
+    day = OLD.date()
+    log = tmp_path / "old.log"
+    log.write_text(lines_of(1000, OLD))
+    with database.connect(dsn, autocommit=True) as conn:
+        partitions.create_detached(conn, day)
+        key = partitions.loading_lock_key(day)
+        conn.execute("SELECT pg_advisory_lock(%s::int4, %s::int4)", key)  # as while attaching
+        proc = subprocess.Popen([sys.executable, "-m", "pgsyslog", "import", "--dsn", dsn,
+                                 "--default-tz", "UTC", str(log)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, **FOREVER})
+        try:
+            time.sleep(3)
+            assert proc.poll() is None, proc.communicate()
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=10)  # not when the attach is done
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        assert proc.returncode == 130, err
+        assert "waiting for syslog." in err and "interrupted" in err, err
+        assert "0 imported" in out and "Traceback" not in err
+        assert query(dsn, "SELECT coalesce(sum(lines), 0) FROM syslog.imported_files")[0][0] == 0
+        partitions.create_partition(conn, day)  # the attach done
+        conn.execute("SELECT pg_advisory_unlock(%s::int4, %s::int4)", key)
+    again = run_import(dsn, str(log), env=FOREVER)
+    assert again.returncode == 0, again.stderr
+    assert "1,000 imported" in again.stdout
     assert_each_line_once(dsn, 1000)

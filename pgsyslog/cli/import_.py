@@ -129,7 +129,7 @@ async def _run(url: str, settings: ImportSettings, sources: list[Source], follow
 
     stop = asyncio.Event()
     progress = make_progress(quiet=quiet or follow)
-    importer = Importer(url, settings, progress)
+    importer = Importer(url, settings, progress, stop)
     opened: list[OpenFile] = []
     try:
         with _stop_on_signals(stop):
@@ -142,7 +142,7 @@ async def _run(url: str, settings: ImportSettings, sources: list[Source], follow
                 return await follower.run_through_outages([s.name for s in sources]), False
             for source in sources:
                 opened.append(await importer.open(source))
-                await importer.import_all(opened[-1], stop)
+                await importer.import_all(opened[-1])
             stopped = stop.is_set()  # a signal during finish interrupts no reading
             await importer.finish()  # also when stopped: what was committed shows
     except ConcurrentImport as e:

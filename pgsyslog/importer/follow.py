@@ -179,7 +179,7 @@ class Follower:
             return
         log.info("%s was rotated to %s since the last run: reading that to its end", path,
                  opened.source.name)
-        await self.importer.import_all(opened, self.stop)
+        await self.importer.import_all(opened)
         opened.source.close()
         done.append(opened)
 

@@ -74,6 +74,10 @@ GROUP_BYTES = 16 * 1024 * 1024
 SETTLED = timedelta(seconds=10)
 
 
+class Stopped(Exception):
+    """Stopped while waiting for another session's attach, before a group's write."""
+
+
 @dataclass(frozen=True, slots=True)
 class ImportSettings:
     batch_rows: int
@@ -123,10 +127,14 @@ class Importer:
     is parsed and encoded in the worker processes.
     """
 
-    def __init__(self, dsn: str, settings: ImportSettings, progress: ImportProgress) -> None:
+    def __init__(self, dsn: str, settings: ImportSettings, progress: ImportProgress,
+                 stop: asyncio.Event | None = None) -> None:
         self.dsn = dsn
         self.settings = settings
         self.progress = progress
+        # Set by Ctrl-C or SIGTERM: reading ends after the groups in flight, and so does a
+        # wait for another session's attach.
+        self.stop = stop or asyncio.Event()
         self._conns: list[psycopg.AsyncConnection[Any]] = []
         self._inflight: deque[InFlight] = deque()
         self._days: set[date] = set()  # days whose partition is known to exist
@@ -220,7 +228,10 @@ class Importer:
                 self._waited.add(day)
                 log.info("waiting for %s.%s, whose indexes another session is building",
                          SCHEMA, partitions.partition_name(day))
-            await asyncio.sleep(LOCK_POLL)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), LOCK_POLL)
+            if self.stop.is_set():
+                raise Stopped
         if await asyncio.to_thread(_is_attached, self.dsn, day):
             await _advisory(self._lock_conn, "pg_advisory_unlock_shared", day)
             return False
@@ -279,18 +290,21 @@ class Importer:
         await ledger.unlock(self.conn, opened.locks)
         opened.locks = []
 
-    async def import_all(self, opened: OpenFile, stop: asyncio.Event) -> None:
-        """Read the file to its end, group by group; an unterminated last line too, unless
-        the file may still be written (see :func:`is_settled`)."""
+    async def import_all(self, opened: OpenFile) -> None:
+        """Read the file to its end, group by group, or until stopped; an unterminated
+        last line too, unless the file may still be written (see :func:`is_settled`)."""
         self.progress.start(opened.source.name, opened.source.disk_size)
         final = is_settled(opened.source, datetime.now(UTC))
         try:
-            while not stop.is_set():
+            while not self.stop.is_set():
                 group = opened.reader.group(self.settings.batch_rows, final=final,
                                             max_bytes=GROUP_BYTES)
                 if group is None:
                     break
-                await self.submit(opened, group)
+                try:
+                    await self.submit(opened, group)
+                except Stopped:  # nothing of this group was written, nor its position
+                    break
             await self.drain()
         finally:
             await self._abandon()
