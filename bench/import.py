@@ -13,6 +13,11 @@ runs. Two scenarios, each run of one taking its turn with a run of the other:
 - stored: the last two days, whose partitions exist (made before the first run), as
   when a file that serve's days already hold grows: every row updates every index.
 
+With the embedded server, each run also prints the CPU a line took in the import's
+processes (the command and its encoding workers) and in PostgreSQL's (read from /proc),
+and each scenario the rate those medians allow on this machine's cores: the bound the
+measured rate is to be read against.
+
 --profile runs one import in this process under cProfile and prints where the time
 goes instead.
 
@@ -33,11 +38,13 @@ import cProfile
 import os
 import pstats
 import random
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -119,13 +126,13 @@ def main() -> None:
             embedded = EmbeddedDatabase(Path(tmp), stop_on_exit=True)
             dsn = embedded.start()
         try:
-            bench(dsn, Path(tmp), args)
+            bench(dsn, Path(tmp), args, embedded.pgdata if embedded else None)
         finally:
             if embedded is not None:
                 embedded.stop()
 
 
-def bench(dsn: str, tmp: Path, args: argparse.Namespace) -> None:
+def bench(dsn: str, tmp: Path, args: argparse.Namespace, pgdata: Path | None) -> None:
     from pgsyslog.storage import migrate
 
     migrate.upgrade(dsn)
@@ -138,6 +145,7 @@ def bench(dsn: str, tmp: Path, args: argparse.Namespace) -> None:
     now = datetime.now(UTC)
     _make_stored_days(dsn, now)
     rates: dict[tuple[str, str], list[float]] = {}
+    cpu: dict[tuple[str, str], list[Cpu]] = {}
     history_end = now - timedelta(days=3)
     for run in range(args.runs):
         for scenario in scenarios if run % 2 == 0 else scenarios[::-1]:
@@ -147,19 +155,79 @@ def bench(dsn: str, tmp: Path, args: argparse.Namespace) -> None:
                 if scenario == "history":
                     end, history_end = history_end, history_end - timedelta(days=3)
                 write_log(path, args.lines, seed=2 * run + (name == "baseline"), end=end)
+                before = _cpu(pgdata)
                 seconds = import_once(dsn, path, args.baseline if name == "baseline" else None)
+                used = _cpu(pgdata) - before
                 path.unlink()
                 rates.setdefault((scenario, name), []).append(args.lines / seconds)
+                cpu.setdefault((scenario, name), []).append(used / args.lines)
                 print(f"run {run + 1} {scenario} ({name}): {args.lines:,} lines in "
-                      f"{seconds:.1f} s = {rates[scenario, name][-1]:,.0f} lines/s", flush=True)
+                      f"{seconds:.1f} s = {rates[scenario, name][-1]:,.0f} lines/s"
+                      f"{_cpu_text(used / args.lines, ' (CPU a line: {})')}", flush=True)
     for scenario in scenarios:
         median = statistics.median(rates[scenario, "this"])
         verdict = "met" if median >= GOAL else "NOT met"
         print(f"{scenario}: median {median:,.0f} lines/s (goal >= {GOAL:,}: {verdict})")
+        per_line = Cpu(statistics.median(c.importer for c in cpu[scenario, "this"]),
+                       statistics.median(c.server for c in cpu[scenario, "this"]))
+        if per_line.server:
+            cores = len(os.sched_getaffinity(0))
+            print(f"{scenario}: median CPU a line: {_cpu_text(per_line)}; {cores} cores allow "
+                  f"at most {cores / (per_line.importer + per_line.server):,.0f} lines/s")
         if (scenario, "baseline") in rates:
             baseline = statistics.median(rates[scenario, "baseline"])
             print(f"{scenario}: baseline median {baseline:,.0f} lines/s; this / baseline = "
                   f"{median / baseline:.2f}")
+
+
+@dataclass(frozen=True)
+class Cpu:
+    """CPU seconds: of the import's processes, and of the embedded PostgreSQL's (0 when
+    the server is not ours to read)."""
+
+    importer: float
+    server: float
+
+    def __sub__(self, other: Cpu) -> Cpu:
+        return Cpu(self.importer - other.importer, self.server - other.server)
+
+    def __truediv__(self, count: int) -> Cpu:
+        return Cpu(self.importer / count, self.server / count)
+
+
+def _cpu(pgdata: Path | None) -> Cpu:
+    """CPU used so far by the children this process waited for (each import command with
+    its workers) and by the server of ``pgdata``."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return Cpu(children.ru_utime + children.ru_stime,
+               0.0 if pgdata is None else _server_cpu(pgdata))
+
+
+def _server_cpu(pgdata: Path) -> float:
+    """The postmaster's CPU, its reaped children's (backends that ended) and its live
+    children's, from /proc."""
+    postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+    ticks = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            # After the command's closing parenthesis: state, ppid, ... utime is field 14.
+            fields = (Path("/proc") / entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile: counted in the postmaster's reaped children
+            continue
+        if int(entry) == postmaster:
+            ticks += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+        elif int(fields[1]) == postmaster:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_text(per_line: Cpu, form: str = "{}") -> str:
+    if not per_line.server:
+        return ""
+    return form.format(f"import {per_line.importer * 1e6:.1f} µs, "
+                       f"PostgreSQL {per_line.server * 1e6:.1f} µs")
 
 
 def _make_stored_days(dsn: str, now: datetime) -> None:
