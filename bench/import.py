@@ -16,7 +16,9 @@ runs. Two scenarios, each run of one taking its turn with a run of the other:
 With the embedded server, each run also prints the CPU a line took in the import's
 processes (the command and its encoding workers) and in PostgreSQL's (read from /proc),
 and each scenario the rate those medians allow on this machine's cores: the bound the
-measured rate is to be read against.
+measured rate is to be read against. Before each run a fixed loop of Python is timed
+("host loop"): on a shared machine its time, and every figure with it, varies by up to
+twice from one minute to the next.
 
 --profile runs one import in this process under cProfile and prints where the time
 goes instead.
@@ -146,6 +148,7 @@ def bench(dsn: str, tmp: Path, args: argparse.Namespace, pgdata: Path | None) ->
     _make_stored_days(dsn, now)
     rates: dict[tuple[str, str], list[float]] = {}
     cpu: dict[tuple[str, str], list[Cpu]] = {}
+    speed: list[float] = []
     history_end = now - timedelta(days=3)
     for run in range(args.runs):
         for scenario in scenarios if run % 2 == 0 else scenarios[::-1]:
@@ -155,6 +158,7 @@ def bench(dsn: str, tmp: Path, args: argparse.Namespace, pgdata: Path | None) ->
                 if scenario == "history":
                     end, history_end = history_end, history_end - timedelta(days=3)
                 write_log(path, args.lines, seed=2 * run + (name == "baseline"), end=end)
+                speed.append(host_speed())
                 before = _cpu(pgdata)
                 seconds = import_once(dsn, path, args.baseline if name == "baseline" else None)
                 used = _cpu(pgdata) - before
@@ -163,7 +167,10 @@ def bench(dsn: str, tmp: Path, args: argparse.Namespace, pgdata: Path | None) ->
                 cpu.setdefault((scenario, name), []).append(used / args.lines)
                 print(f"run {run + 1} {scenario} ({name}): {args.lines:,} lines in "
                       f"{seconds:.1f} s = {rates[scenario, name][-1]:,.0f} lines/s"
-                      f"{_cpu_text(used / args.lines, ' (CPU a line: {})')}", flush=True)
+                      f"{_cpu_text(used / args.lines, ' (CPU a line: {})')}; "
+                      f"host loop {speed[-1]:.2f} s", flush=True)
+    print(f"host loop: median {statistics.median(speed):.2f} s, quickest {min(speed):.2f} s "
+          f"(the same work each run: a larger figure is a slower host)")
     for scenario in scenarios:
         median = statistics.median(rates[scenario, "this"])
         verdict = "met" if median >= GOAL else "NOT met"
@@ -193,6 +200,16 @@ class Cpu:
 
     def __truediv__(self, count: int) -> Cpu:
         return Cpu(self.importer / count, self.server / count)
+
+
+def host_speed() -> float:
+    """CPU seconds of a fixed loop of Python: on a shared machine the same work takes up
+    to twice as long from one minute to the next, and every figure with it."""
+    started = time.process_time()
+    total = 0
+    for step in range(5_000_000):
+        total += step
+    return time.process_time() - started
 
 
 def _cpu(pgdata: Path | None) -> Cpu:
