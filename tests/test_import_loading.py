@@ -343,3 +343,48 @@ def test_sigterm_ends_an_import_waiting_for_another_sessions_attach(
     assert again.returncode == 0, again.stderr
     assert "1,000 imported" in again.stdout
     assert_each_line_once(dsn, 1000)
+
+
+def test_a_stop_while_waiting_attaches_a_day_another_import_left_to_it(
+        dsn: str, tmp_path: Path) -> None:
+    """Stopped while waiting for its group's second day, an import holds the first day's
+    loading lock: another import done with that day meanwhile left its attach to this one,
+    which attaches it at finish (not the next maintenance run)."""
+    first = OLD.date()
+    second = first + timedelta(days=1)
+    midnight = datetime(second.year, second.month, second.day, tzinfo=UTC)
+    spanning = tmp_path / "spanning.log"  # one group: lines 0-599 on the first day
+    spanning.write_text(lines_of(1200, midnight - timedelta(seconds=600)))
+    other = tmp_path / "other.log"  # the first day only
+    other.write_text(lines_of(500, midnight - timedelta(hours=10), first=1200))
+    with database.connect(dsn, autocommit=True) as conn:
+        partitions.create_detached(conn, second)
+        key = partitions.loading_lock_key(second)
+        conn.execute("SELECT pg_advisory_lock(%s::int4, %s::int4)", key)  # as while attaching
+        proc = subprocess.Popen([sys.executable, "-m", "pgsyslog", "import", "--dsn", dsn,
+                                 "--default-tz", "UTC", str(spanning)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, **FOREVER})
+        try:
+            time.sleep(3)
+            assert proc.poll() is None, proc.communicate()
+            done = run_import(dsn, str(other), env=FOREVER)
+            assert done.returncode == 0, done.stderr
+            assert "500 imported" in done.stdout
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err
+        assert first in attached_days(dsn)
+        assert left_over(dsn) == [partitions.partition_name(second)]  # the one "attaching"
+        assert query(dsn, "SELECT count(*) FROM syslog.messages")[0][0] == 500
+        partitions.create_partition(conn, second)  # the attach done
+        conn.execute("SELECT pg_advisory_unlock(%s::int4, %s::int4)", key)
+    again = run_import(dsn, str(spanning), env=FOREVER)
+    assert again.returncode == 0, again.stderr
+    assert "1,200 imported" in again.stdout
+    assert_each_line_once(dsn, 1700)

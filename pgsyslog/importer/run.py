@@ -436,11 +436,16 @@ class Importer:
         locks taken shared); ``again`` after rows were refused for want of a partition:
         attached ones, made anew if dropped."""
         missing = set(days) - self._loading if again else set(days) - self._days - self._loading
-        to_load = set()
+        to_load: set[date] = set()
         for day in sorted(missing):
             if again or not self._may_load(day):
                 continue
-            if await self._share_loading(day, wait=True):
+            try:
+                shared = await self._share_loading(day, wait=True)
+            except Stopped:
+                await self._settle_shared(to_load)
+                raise
+            if shared:
                 to_load.add(day)
             else:  # attached by another session meanwhile
                 missing.discard(day)
@@ -453,6 +458,16 @@ class Importer:
         if missing:
             await asyncio.to_thread(_make_partitions, self.dsn, missing)
             self._days |= missing
+
+    async def _settle_shared(self, days: set[date]) -> None:
+        """Stopped with these days' loading locks taken shared, their tables not made yet:
+        one another import made (and loads) is kept, for finish to attach if this import
+        is the last one done with it; the others are let go."""
+        assert self._lock_conn is not None
+        _, tables = await asyncio.to_thread(_partition_days, self.dsn)
+        self._loading |= days & tables
+        for day in sorted(days - tables):
+            await _advisory(self._lock_conn, "pg_advisory_unlock_shared", day)
 
     def _may_load(self, day: date) -> bool:
         # Yesterday and today are serve's (maintenance makes them ahead): never held back.
