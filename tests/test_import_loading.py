@@ -388,3 +388,42 @@ def test_a_stop_while_waiting_attaches_a_day_another_import_left_to_it(
     assert again.returncode == 0, again.stderr
     assert "1,200 imported" in again.stdout
     assert_each_line_once(dsn, 1700)
+
+
+def test_a_later_file_another_import_reads_still_leaves_the_days_loaded_before_attached(
+        dsn: str, tmp_path: Path) -> None:
+    """Refused at its second file (another import reads it), an import still attaches the
+    day its first file loaded: the rows it counted as imported show."""
+    locked = OLD.date() + timedelta(days=1)
+    earlier, later = tmp_path / "earlier.log", tmp_path / "later.log"
+    earlier.write_text(lines_of(800, OLD - timedelta(days=2)))
+    later.write_text(lines_of(200, datetime(locked.year, locked.month, locked.day, tzinfo=UTC),
+                              first=800))
+    with database.connect(dsn, autocommit=True) as conn:
+        partitions.create_detached(conn, locked)
+        key = partitions.loading_lock_key(locked)
+        conn.execute("SELECT pg_advisory_lock(%s::int4, %s::int4)", key)  # as while attaching
+        reader = subprocess.Popen([sys.executable, "-m", "pgsyslog", "import", "--dsn", dsn,
+                                   "--default-tz", "UTC", str(later)], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True,
+                                  env={**os.environ, **FOREVER})
+        try:
+            time.sleep(3)  # it reads later.log, waiting for the locked day
+            assert reader.poll() is None, reader.communicate()
+            refused = run_import(dsn, str(earlier), str(later), env=FOREVER)
+            assert refused.returncode == 1
+            assert refused.stderr.strip().endswith(
+                f"Error: {later}: another pgsyslog import is reading this file now; run "
+                "this one again after it"), refused.stderr
+            assert (OLD - timedelta(days=2)).date() in attached_days(dsn)
+            assert query(dsn, "SELECT count(*) FROM syslog.messages")[0][0] == 800
+        finally:
+            reader.send_signal(signal.SIGTERM)
+            reader.communicate(timeout=30)
+        partitions.create_partition(conn, locked)  # the attach done
+        conn.execute("SELECT pg_advisory_unlock(%s::int4, %s::int4)", key)
+    assert reader.returncode == 130
+    again = run_import(dsn, str(earlier), str(later), env=FOREVER)
+    assert again.returncode == 0, again.stderr
+    assert "total: 200 imported, 800 skipped as already imported" in again.stdout
+    assert_each_line_once(dsn, 1000)

@@ -140,9 +140,15 @@ async def _run(url: str, settings: ImportSettings, sources: list[Source], follow
                     source.close()  # the follower opens each path itself
                 follower = Follower(importer, stop)
                 return await follower.run_through_outages([s.name for s in sources]), False
-            for source in sources:
-                opened.append(await importer.open(source))
-                await importer.import_all(opened[-1])
+            try:
+                for source in sources:
+                    if stop.is_set():
+                        break
+                    opened.append(await importer.open(source))
+                    await importer.import_all(opened[-1])
+            except ConcurrentImport:
+                await importer.finish()  # the days of the files before it show
+                raise
             stopped = stop.is_set()  # a signal during finish interrupts no reading
             await importer.finish()  # also when stopped: what was committed shows
     except ConcurrentImport as e:
