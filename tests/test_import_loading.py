@@ -345,6 +345,38 @@ def test_sigterm_ends_an_import_waiting_for_another_sessions_attach(
     assert_each_line_once(dsn, 1000)
 
 
+def test_a_stop_does_not_end_standard_inputs_wait_whose_lines_cannot_be_read_again(
+        dsn: str, tmp_path: Path) -> None:
+    day = OLD.date()
+    with database.connect(dsn, autocommit=True) as conn:
+        partitions.create_detached(conn, day)
+        key = partitions.loading_lock_key(day)
+        conn.execute("SELECT pg_advisory_lock(%s::int4, %s::int4)", key)  # as while attaching
+        log = tmp_path / "old.log"
+        log.write_text(lines_of(1000, OLD))
+        with log.open() as stdin:
+            proc = subprocess.Popen([sys.executable, "-m", "pgsyslog", "import", "--dsn", dsn,
+                                     "--default-tz", "UTC", "-"], stdin=stdin,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True, env={**os.environ, **FOREVER})
+        try:
+            time.sleep(3)
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(1)
+            assert proc.poll() is None, proc.communicate()  # still waiting, lines in hand
+            partitions.create_partition(conn, day)  # the attach done
+            conn.execute("SELECT pg_advisory_unlock(%s::int4, %s::int4)", key)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert proc.returncode == 130, err
+    assert "1,000 imported" in out and "Traceback" not in err
+    assert "lines of standard input given again would be stored again" in err
+    assert_each_line_once(dsn, 1000)
+
+
 def test_a_stop_while_waiting_attaches_a_day_another_import_left_to_it(
         dsn: str, tmp_path: Path) -> None:
     """Stopped while waiting for its group's second day, an import holds the first day's

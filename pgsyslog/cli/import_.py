@@ -92,7 +92,10 @@ def import_(config: Config, files: tuple[str, ...], follow: bool, host: str | No
     for line in damaged:
         click.echo(f"Error: {line}", err=True)
     if stopped and not follow:
-        click.echo("interrupted: run the same import again to go on from here", err=True)
+        click.echo("interrupted: " + ("the summary counts what is stored; lines of standard "
+                                      "input given again would be stored again"
+                                      if STDIN in files else
+                                      "run the same import again to go on from here"), err=True)
         raise SystemExit(INTERRUPTED)
     if damaged:
         raise SystemExit(1)

@@ -133,7 +133,7 @@ class Importer:
         self.settings = settings
         self.progress = progress
         # Set by Ctrl-C or SIGTERM: reading ends after the groups in flight, and so does a
-        # wait for another session's attach.
+        # wait for another session's attach (but for standard input's lines).
         self.stop = stop or asyncio.Event()
         self._conns: list[psycopg.AsyncConnection[Any]] = []
         self._inflight: deque[InFlight] = deque()
@@ -216,10 +216,12 @@ class Importer:
         if failure is not None:
             raise failure
 
-    async def _share_loading(self, day: date, *, wait: bool) -> bool:
+    async def _share_loading(self, day: date, *, wait: bool,
+                             stop: asyncio.Event | None = None) -> bool:
         """Take ``day``'s loading lock shared (other imports may load the day too); while
         its table is being attached (the lock held exclusive), wait for that when
-        ``wait``. False when the day was attached meanwhile, or not waited for."""
+        ``wait``, unless ``stop`` is set first (Stopped). False when the day was attached
+        meanwhile, or not waited for."""
         assert self._lock_conn is not None
         while not await _advisory(self._lock_conn, "pg_try_advisory_lock_shared", day):
             if not wait:
@@ -228,9 +230,12 @@ class Importer:
                 self._waited.add(day)
                 log.info("waiting for %s.%s, whose indexes another session is building",
                          SCHEMA, partitions.partition_name(day))
+            if stop is None:
+                await asyncio.sleep(LOCK_POLL)
+                continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), LOCK_POLL)
-            if self.stop.is_set():
+                await asyncio.wait_for(stop.wait(), LOCK_POLL)
+            if stop.is_set():
                 raise Stopped
         if await asyncio.to_thread(_is_attached, self.dsn, day):
             await _advisory(self._lock_conn, "pg_advisory_unlock_shared", day)
@@ -335,7 +340,10 @@ class Importer:
         # Rows of a day whose table is being attached wait for it: a COPY would wait
         # behind its index builds, bounded by the statement timeout.
         await self._attached(encoded.days)
-        await self._ensure_days(encoded.days)
+        # A stop ends a wait for another session's attach, this group not written: the
+        # next import reads its lines again. Those of standard input it cannot.
+        stoppable = opened.source.identity is not None
+        await self._ensure_days(encoded.days, stop=self.stop if stoppable else None)
         await self._attach_passed_days(encoded.days)
         loading = frozenset(encoded.days & self._loading)
         source = opened.source
@@ -431,17 +439,19 @@ class Importer:
                         "would be dropped at once; the summary counts them",
                         self.settings.retention_days)
 
-    async def _ensure_days(self, days: Iterable[date], *, again: bool = False) -> None:
+    async def _ensure_days(self, days: Iterable[date], *, again: bool = False,
+                           stop: asyncio.Event | None = None) -> None:
         """Partitions for these days, or tables to load (load_new_days; their loading
-        locks taken shared); ``again`` after rows were refused for want of a partition:
-        attached ones, made anew if dropped."""
+        locks taken shared, a wait for another session's attach ended by ``stop``);
+        ``again`` after rows were refused for want of a partition: attached ones, made
+        anew if dropped."""
         missing = set(days) - self._loading if again else set(days) - self._days - self._loading
         to_load: set[date] = set()
         for day in sorted(missing):
             if again or not self._may_load(day):
                 continue
             try:
-                shared = await self._share_loading(day, wait=True)
+                shared = await self._share_loading(day, wait=True, stop=stop)
             except Stopped:
                 await self._settle_shared(to_load)
                 raise
