@@ -377,6 +377,42 @@ def test_a_stop_does_not_end_standard_inputs_wait_whose_lines_cannot_be_read_aga
     assert_each_line_once(dsn, 1000)
 
 
+def test_ctrl_c_as_the_encoding_workers_start_shows_no_traceback(
+        dsn: str, tmp_path: Path) -> None:
+    """A terminal's Ctrl-C goes to the whole process group, the workers too: here it
+    comes as they start (with the second batch, which waits for its day)."""
+    waiting = OLD.date() + timedelta(days=1)
+    midnight = datetime(waiting.year, waiting.month, waiting.day, tzinfo=UTC)
+    log = tmp_path / "old.log"  # the first 1,000 lines on the day before
+    log.write_text(lines_of(2000, midnight - timedelta(seconds=1000)))
+    with database.connect(dsn, autocommit=True) as conn:
+        partitions.create_detached(conn, waiting)
+        key = partitions.loading_lock_key(waiting)
+        conn.execute("SELECT pg_advisory_lock(%s::int4, %s::int4)", key)  # as while attaching
+        proc = subprocess.Popen([sys.executable, "-m", "pgsyslog", "import", "--dsn", dsn,
+                                 "--default-tz", "UTC", "--batch-rows", "1000", str(log)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, **FOREVER}, start_new_session=True)
+        try:
+            assert proc.stderr is not None
+            seen = []
+            while not seen or "waiting for" not in seen[-1]:
+                seen.append(proc.stderr.readline())
+                assert seen[-1], "".join(seen)  # it ended without waiting
+            os.killpg(proc.pid, signal.SIGINT)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        err = "".join(seen) + err
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+        assert "1,000 imported" in out
+        partitions.create_partition(conn, waiting)
+        conn.execute("SELECT pg_advisory_unlock(%s::int4, %s::int4)", key)
+
+
 def test_a_stop_while_waiting_attaches_a_day_another_import_left_to_it(
         dsn: str, tmp_path: Path) -> None:
     """Stopped while waiting for its group's second day, an import holds the first day's

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import multiprocessing
 import os
 import signal
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import date
@@ -89,15 +90,31 @@ def encode_group(lines: Sequence[bytes], options: LineOptions, first_id: int) ->
                         converted.tally)
 
 
+# Ctrl-C (or a SIGTERM to the process group) reaches the workers too: the importer stops
+# after the groups in flight, and they end with it. They are started with these blocked
+# (a new interpreter inherits the mask), or one pressed while a worker still imports
+# its modules would show its KeyboardInterrupt traceback; the importer gets its own
+# once they are unblocked.
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
 def _worker_started(importer_pid: int) -> None:
-    # Ctrl-C (or a SIGTERM to the process group) reaches the worker too: the importer
-    # stops after the groups in flight, and this worker ends with it.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
     die_with_parent(importer_pid)
     from pgsyslog import collector
 
     collector.settle()
+
+
+@contextlib.contextmanager
+def _stop_signals_blocked() -> Iterator[None]:
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def _ready() -> bool:
@@ -180,8 +197,9 @@ class Encoder:
                 max_workers=WORKERS, mp_context=multiprocessing.get_context("spawn"),
                 initializer=_worker_started, initargs=(os.getpid(),))
             # One call each while none is idle: the pool starts every worker now.
-            for _ in range(WORKERS):
-                calls.append(loop.run_in_executor(pool, _ready))
+            with _stop_signals_blocked():
+                for _ in range(WORKERS):
+                    calls.append(loop.run_in_executor(pool, _ready))
             self._warm = asyncio.gather(*calls)
         # OSError: no process or pipe (EMFILE, EAGAIN); RuntimeError: no thread for the
         # pool's manager ("can't start new thread").
