@@ -11,7 +11,9 @@ import sys
 import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 from test_import import FOREVER, assert_each_line_once, rfc5424, run_import, start_import
 
@@ -54,6 +56,27 @@ def wait_for_ledger_lines(dsn: str, proc: subprocess.Popen[str], timeout: float 
             return int(lines)
         assert proc.poll() is None and time.monotonic() < deadline, "nothing was committed"
         time.sleep(0.05)
+
+
+def attaching(conn: psycopg.Connection[Any], day: date) -> None:
+    """Hold ``day`` as a session attaching it does: its table made, its loading lock
+    taken exclusive."""
+    partitions.create_detached(conn, day)
+    conn.execute("SELECT pg_advisory_lock(%s::int4, %s::int4)", partitions.loading_lock_key(day))
+
+
+def attached(conn: psycopg.Connection[Any], day: date) -> None:
+    """The attach that ``attaching`` stood for, done."""
+    partitions.create_partition(conn, day)
+    conn.execute("SELECT pg_advisory_unlock(%s::int4, %s::int4)",
+                 partitions.loading_lock_key(day))
+
+
+def popen_import(dsn: str, *args: str, **popen: Any) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "pgsyslog", "import", "--dsn", dsn,
+                             "--default-tz", "UTC", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **FOREVER},
+                            **popen)
 
 
 def test_a_day_without_partition_is_attached_with_every_index_at_the_end(
@@ -289,20 +312,14 @@ def test_an_import_of_a_day_another_is_loading_leaves_the_attach_to_the_last(
 def test_an_import_waits_for_a_day_maintenance_is_attaching(dsn: str, tmp_path: Path) -> None:
     day = OLD.date()
     with database.connect(dsn, autocommit=True) as conn:
-        partitions.create_detached(conn, day)
-        key = partitions.loading_lock_key(day)
-        conn.execute("SELECT pg_advisory_lock(%s::int4, %s::int4)", key)  # as while attaching
+        attaching(conn, day)
         log = tmp_path / "old.log"
         log.write_text(lines_of(1000, OLD))
-        proc = subprocess.Popen([sys.executable, "-m", "pgsyslog", "import", "--dsn", dsn,
-                                 "--default-tz", "UTC", str(log)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, **FOREVER})
+        proc = popen_import(dsn, str(log))
         time.sleep(3)
         assert proc.poll() is None, proc.communicate()
         assert query(dsn, "SELECT count(*) FROM syslog.imported_files")[0][0] == 0
-        partitions.create_partition(conn, day)  # the attach done
-        conn.execute("SELECT pg_advisory_unlock(%s::int4, %s::int4)", key)
+        attached(conn, day)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "waiting for syslog." in err and "1,000 imported" in out
@@ -317,13 +334,8 @@ def test_sigterm_ends_an_import_waiting_for_another_sessions_attach(
     log = tmp_path / "old.log"
     log.write_text(lines_of(1000, OLD))
     with database.connect(dsn, autocommit=True) as conn:
-        partitions.create_detached(conn, day)
-        key = partitions.loading_lock_key(day)
-        conn.execute("SELECT pg_advisory_lock(%s::int4, %s::int4)", key)  # as while attaching
-        proc = subprocess.Popen([sys.executable, "-m", "pgsyslog", "import", "--dsn", dsn,
-                                 "--default-tz", "UTC", str(log)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, **FOREVER})
+        attaching(conn, day)
+        proc = popen_import(dsn, str(log))
         try:
             time.sleep(3)
             assert proc.poll() is None, proc.communicate()
@@ -337,8 +349,7 @@ def test_sigterm_ends_an_import_waiting_for_another_sessions_attach(
         assert "waiting for syslog." in err and "interrupted" in err, err
         assert "0 imported" in out and "Traceback" not in err
         assert query(dsn, "SELECT coalesce(sum(lines), 0) FROM syslog.imported_files")[0][0] == 0
-        partitions.create_partition(conn, day)  # the attach done
-        conn.execute("SELECT pg_advisory_unlock(%s::int4, %s::int4)", key)
+        attached(conn, day)
     again = run_import(dsn, str(log), env=FOREVER)
     assert again.returncode == 0, again.stderr
     assert "1,000 imported" in again.stdout
@@ -349,23 +360,17 @@ def test_a_stop_does_not_end_standard_inputs_wait_whose_lines_cannot_be_read_aga
         dsn: str, tmp_path: Path) -> None:
     day = OLD.date()
     with database.connect(dsn, autocommit=True) as conn:
-        partitions.create_detached(conn, day)
-        key = partitions.loading_lock_key(day)
-        conn.execute("SELECT pg_advisory_lock(%s::int4, %s::int4)", key)  # as while attaching
+        attaching(conn, day)
         log = tmp_path / "old.log"
         log.write_text(lines_of(1000, OLD))
         with log.open() as stdin:
-            proc = subprocess.Popen([sys.executable, "-m", "pgsyslog", "import", "--dsn", dsn,
-                                     "--default-tz", "UTC", "-"], stdin=stdin,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    text=True, env={**os.environ, **FOREVER})
+            proc = popen_import(dsn, "-", stdin=stdin)
         try:
             time.sleep(3)
             proc.send_signal(signal.SIGTERM)
             time.sleep(1)
             assert proc.poll() is None, proc.communicate()  # still waiting, lines in hand
-            partitions.create_partition(conn, day)  # the attach done
-            conn.execute("SELECT pg_advisory_unlock(%s::int4, %s::int4)", key)
+            attached(conn, day)
             out, err = proc.communicate(timeout=60)
         finally:
             if proc.poll() is None:
@@ -386,13 +391,8 @@ def test_ctrl_c_as_the_encoding_workers_start_shows_no_traceback(
     log = tmp_path / "old.log"  # the first 1,000 lines on the day before
     log.write_text(lines_of(2000, midnight - timedelta(seconds=1000)))
     with database.connect(dsn, autocommit=True) as conn:
-        partitions.create_detached(conn, waiting)
-        key = partitions.loading_lock_key(waiting)
-        conn.execute("SELECT pg_advisory_lock(%s::int4, %s::int4)", key)  # as while attaching
-        proc = subprocess.Popen([sys.executable, "-m", "pgsyslog", "import", "--dsn", dsn,
-                                 "--default-tz", "UTC", "--batch-rows", "1000", str(log)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, **FOREVER}, start_new_session=True)
+        attaching(conn, waiting)
+        proc = popen_import(dsn, "--batch-rows", "1000", str(log), start_new_session=True)
         try:
             assert proc.stderr is not None
             seen = []
@@ -409,8 +409,7 @@ def test_ctrl_c_as_the_encoding_workers_start_shows_no_traceback(
         assert proc.returncode == 130, err
         assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
         assert "1,000 imported" in out
-        partitions.create_partition(conn, waiting)
-        conn.execute("SELECT pg_advisory_unlock(%s::int4, %s::int4)", key)
+        attached(conn, waiting)
 
 
 def test_a_stop_while_waiting_attaches_a_day_another_import_left_to_it(
@@ -426,13 +425,8 @@ def test_a_stop_while_waiting_attaches_a_day_another_import_left_to_it(
     other = tmp_path / "other.log"  # the first day only
     other.write_text(lines_of(500, midnight - timedelta(hours=10), first=1200))
     with database.connect(dsn, autocommit=True) as conn:
-        partitions.create_detached(conn, second)
-        key = partitions.loading_lock_key(second)
-        conn.execute("SELECT pg_advisory_lock(%s::int4, %s::int4)", key)  # as while attaching
-        proc = subprocess.Popen([sys.executable, "-m", "pgsyslog", "import", "--dsn", dsn,
-                                 "--default-tz", "UTC", str(spanning)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True,
-                                env={**os.environ, **FOREVER})
+        attaching(conn, second)
+        proc = popen_import(dsn, str(spanning))
         try:
             time.sleep(3)
             assert proc.poll() is None, proc.communicate()
@@ -450,8 +444,7 @@ def test_a_stop_while_waiting_attaches_a_day_another_import_left_to_it(
         assert first in attached_days(dsn)
         assert left_over(dsn) == [partitions.partition_name(second)]  # the one "attaching"
         assert query(dsn, "SELECT count(*) FROM syslog.messages")[0][0] == 500
-        partitions.create_partition(conn, second)  # the attach done
-        conn.execute("SELECT pg_advisory_unlock(%s::int4, %s::int4)", key)
+        attached(conn, second)
     again = run_import(dsn, str(spanning), env=FOREVER)
     assert again.returncode == 0, again.stderr
     assert "1,200 imported" in again.stdout
@@ -468,13 +461,8 @@ def test_a_later_file_another_import_reads_still_leaves_the_days_loaded_before_a
     later.write_text(lines_of(200, datetime(locked.year, locked.month, locked.day, tzinfo=UTC),
                               first=800))
     with database.connect(dsn, autocommit=True) as conn:
-        partitions.create_detached(conn, locked)
-        key = partitions.loading_lock_key(locked)
-        conn.execute("SELECT pg_advisory_lock(%s::int4, %s::int4)", key)  # as while attaching
-        reader = subprocess.Popen([sys.executable, "-m", "pgsyslog", "import", "--dsn", dsn,
-                                   "--default-tz", "UTC", str(later)], stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True,
-                                  env={**os.environ, **FOREVER})
+        attaching(conn, locked)
+        reader = popen_import(dsn, str(later))
         try:
             time.sleep(3)  # it reads later.log, waiting for the locked day
             assert reader.poll() is None, reader.communicate()
@@ -488,8 +476,7 @@ def test_a_later_file_another_import_reads_still_leaves_the_days_loaded_before_a
         finally:
             reader.send_signal(signal.SIGTERM)
             reader.communicate(timeout=30)
-        partitions.create_partition(conn, locked)  # the attach done
-        conn.execute("SELECT pg_advisory_unlock(%s::int4, %s::int4)", key)
+        attached(conn, locked)
     assert reader.returncode == 130
     again = run_import(dsn, str(earlier), str(later), env=FOREVER)
     assert again.returncode == 0, again.stderr
