@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -77,6 +79,17 @@ def popen_import(dsn: str, *args: str, **popen: Any) -> subprocess.Popen[str]:
                              "--default-tz", "UTC", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, **FOREVER},
                             **popen)
+
+
+@contextmanager
+def reaped(proc: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
+    """The process, killed at the end if it still runs (a test failed meanwhile)."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 def test_a_day_without_partition_is_attached_with_every_index_at_the_end(
@@ -335,16 +348,11 @@ def test_sigterm_ends_an_import_waiting_for_another_sessions_attach(
     log.write_text(lines_of(1000, OLD))
     with database.connect(dsn, autocommit=True) as conn:
         attaching(conn, day)
-        proc = popen_import(dsn, str(log))
-        try:
+        with reaped(popen_import(dsn, str(log))) as proc:
             time.sleep(3)
             assert proc.poll() is None, proc.communicate()
             proc.send_signal(signal.SIGTERM)
             out, err = proc.communicate(timeout=10)  # not when the attach is done
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
         assert proc.returncode == 130, err
         assert "waiting for syslog." in err and "interrupted" in err, err
         assert "0 imported" in out and "Traceback" not in err
@@ -363,19 +371,13 @@ def test_a_stop_does_not_end_standard_inputs_wait_whose_lines_cannot_be_read_aga
         attaching(conn, day)
         log = tmp_path / "old.log"
         log.write_text(lines_of(1000, OLD))
-        with log.open() as stdin:
-            proc = popen_import(dsn, "-", stdin=stdin)
-        try:
+        with log.open() as stdin, reaped(popen_import(dsn, "-", stdin=stdin)) as proc:
             time.sleep(3)
             proc.send_signal(signal.SIGTERM)
             time.sleep(1)
             assert proc.poll() is None, proc.communicate()  # still waiting, lines in hand
             attached(conn, day)
             out, err = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
     assert proc.returncode == 130, err
     assert "1,000 imported" in out and "Traceback" not in err
     assert "lines of standard input given again would be stored again" in err
@@ -392,8 +394,8 @@ def test_ctrl_c_as_the_encoding_workers_start_shows_no_traceback(
     log.write_text(lines_of(2000, midnight - timedelta(seconds=1000)))
     with database.connect(dsn, autocommit=True) as conn:
         attaching(conn, waiting)
-        proc = popen_import(dsn, "--batch-rows", "1000", str(log), start_new_session=True)
-        try:
+        with reaped(popen_import(dsn, "--batch-rows", "1000", str(log),
+                                 start_new_session=True)) as proc:
             assert proc.stderr is not None
             seen = []
             while not seen or "waiting for" not in seen[-1]:
@@ -401,10 +403,6 @@ def test_ctrl_c_as_the_encoding_workers_start_shows_no_traceback(
                 assert seen[-1], "".join(seen)  # it ended without waiting
             os.killpg(proc.pid, signal.SIGINT)
             out, err = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
         err = "".join(seen) + err
         assert proc.returncode == 130, err
         assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
@@ -426,8 +424,7 @@ def test_a_stop_while_waiting_attaches_a_day_another_import_left_to_it(
     other.write_text(lines_of(500, midnight - timedelta(hours=10), first=1200))
     with database.connect(dsn, autocommit=True) as conn:
         attaching(conn, second)
-        proc = popen_import(dsn, str(spanning))
-        try:
+        with reaped(popen_import(dsn, str(spanning))) as proc:
             time.sleep(3)
             assert proc.poll() is None, proc.communicate()
             done = run_import(dsn, str(other), env=FOREVER)
@@ -435,10 +432,6 @@ def test_a_stop_while_waiting_attaches_a_day_another_import_left_to_it(
             assert "500 imported" in done.stdout
             proc.send_signal(signal.SIGTERM)
             _, err = proc.communicate(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
         assert proc.returncode == 130, err
         assert "Traceback" not in err
         assert first in attached_days(dsn)
